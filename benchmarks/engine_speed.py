@@ -53,12 +53,12 @@ def main() -> None:
         def upstream():
             torch.manual_seed(1)
             official.generate_voice_clone(text=text, language="English", voice_clone_prompt=item,
-                                          max_new_tokens=args.frames)
+                                          max_new_tokens=args.frames + 1)  # same frame count as ours
 
         ours()  # warm-up both paths
         upstream()
         times = interleaved({"ours": ours, "official": upstream}, args.repeats)
-        audio_s = (args.frames - 1) * 1920 / 24000
+        audio_s = args.frames * 1920 / 24000
         t_ours, t_official = median(times["ours"]), median(times["official"])
         per_frame_by_dtype[dtype] = t_ours / args.frames
         print(f"\n== {engine.runtime.describe()} | threads {torch.get_num_threads()} | {args.frames} frames")

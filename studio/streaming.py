@@ -86,7 +86,7 @@ def split_sentences(text: str, longest: int = 300) -> list[str]:
     pieces = [p.strip() for p in re.split(r"(?<=[.!?。！？…])\s+|(?<=[。！？])|\n+", text) if p and p.strip()]
     merged: list[str] = []
     for piece in pieces:
-        if merged and (len(piece) < 12 or not any(ch.isalnum() for ch in piece)):
+        if merged and (len(piece) < 8 or not any(ch.isalnum() for ch in piece)):
             merged[-1] = f"{merged[-1]} {piece}" if piece[0].isalnum() else merged[-1] + piece
         else:
             merged.append(piece)
@@ -262,8 +262,12 @@ class Stream:
     `cancel()` ends generation within one frame and joins the worker thread.
     """
 
-    def __init__(self, engine: Engine, request: SynthesisRequest, plan: ChunkPlan | None = None):
+    def __init__(self, engine: Engine, request: SynthesisRequest, plan: ChunkPlan | None = None,
+                 heartbeat: bool = False):
         self.engine = engine
+        # With heartbeat, iteration also yields None after every frame that completes no chunk, so a
+        # consumer that is closed between items (Gradio on Stop or disconnect) stops within one frame.
+        self.heartbeat = heartbeat
         self.request = engine.check_request(request)
         self.plan = plan or ChunkPlan()
         self.sentences = split_sentences(self.request.text)
@@ -273,7 +277,7 @@ class Stream:
     def cancel(self) -> None:
         self._stop.set()
 
-    def __iter__(self) -> Iterator[Chunk]:
+    def __iter__(self) -> Iterator[Chunk | None]:
         started = time.perf_counter()
         pieces: list[np.ndarray] = []
         flags: list[str] = []
@@ -284,7 +288,11 @@ class Stream:
             seed = self.engine.seed(self.request.sampling)
             for number, sentence in enumerate(self.sentences):
                 last = number == len(self.sentences) - 1
-                for samples, count, hit in self._sentence(sentence, fade_in=number > 0, fade_out=not last):
+                for piece in self._sentence(sentence, fade_in=number > 0, fade_out=not last):
+                    if piece is None:
+                        yield None
+                        continue
+                    samples, count, hit = piece
                     frames += count
                     if first_audio is None:
                         first_audio = time.perf_counter() - started
@@ -349,6 +357,8 @@ class Stream:
                     continue
                 else:
                     pending.append(item)
+                    if self.heartbeat and len(pending) < want:
+                        yield None
                 if pending and (len(pending) >= want or finished):
                     with torch.inference_mode():
                         samples = decoder.push(torch.stack(pending))
@@ -387,5 +397,6 @@ def _fade(samples: np.ndarray, rising: bool) -> np.ndarray:
     return samples
 
 
-def stream(engine: Engine, request: SynthesisRequest, plan: ChunkPlan | None = None) -> Stream:
-    return Stream(engine, request, plan)
+def stream(engine: Engine, request: SynthesisRequest, plan: ChunkPlan | None = None,
+           heartbeat: bool = False) -> Stream:
+    return Stream(engine, request, plan, heartbeat)

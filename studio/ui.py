@@ -17,7 +17,7 @@ import time
 import gradio as gr
 import numpy as np
 
-from . import audio
+from . import audio, streaming
 from .config import Settings
 from .engine import LANGUAGES, Engine, Sampling, SynthesisRequest
 from .errors import StudioError
@@ -84,20 +84,57 @@ class StudioUI:
         return audio.load(reference, max_bytes=self.settings.max_upload_mb * 1e6,
                           max_seconds=self.settings.max_reference_seconds)
 
+    def request(self, text, language, reference, ref_text, mode, temperature, top_p, top_k,
+                repetition_penalty, seed, max_frames, progress=None) -> SynthesisRequest:
+        sampling = sampling_from(temperature, top_p, top_k, repetition_penalty, seed, max_frames)
+        clip = self.reference_clip(reference)
+        if progress is not None:
+            self.engine.load(progress=lambda message: progress(0.05, desc=message))
+        prompt = self.engine.make_prompt(clip, ref_text, mode)
+        return self.engine.check_request(SynthesisRequest(text, language, prompt, sampling))
+
     def synthesize(self, text, language, reference, ref_text, mode, temperature, top_p, top_k,
                    repetition_penalty, seed, max_frames, progress=gr.Progress(track_tqdm=True)):
         """Clone the reference voice and speak `text` (one shot). Returns a 24 kHz WAV and a summary."""
-        sampling = sampling_from(temperature, top_p, top_k, repetition_penalty, seed, max_frames)
-        clip = self.reference_clip(reference)
         started = time.perf_counter()
-        self.engine.load(progress=lambda message: progress(0.05, desc=message))
-        prompt = self.engine.make_prompt(clip, ref_text, mode)
-        samples, used_seed = self.engine.synthesize(SynthesisRequest(text, language, prompt, sampling))
+        request = self.request(text, language, reference, ref_text, mode, temperature, top_p, top_k,
+                               repetition_penalty, seed, max_frames, progress)
+        samples, used_seed = self.engine.synthesize(request)
         elapsed = time.perf_counter() - started
         seconds = len(samples) / 24000
         summary = (f"{seconds:.2f} s of audio in {elapsed:.2f} s (real-time factor {elapsed / max(seconds, 1e-9):.2f}); "
                    f"seed {used_seed}.")
         return to_gradio_audio(samples, 24000), summary
+
+    def stream(self, text, language, reference, ref_text, mode, temperature, top_p, top_k,
+               repetition_penalty, seed, max_frames):
+        """Same inputs as synthesize; yields one 24 kHz WAV per chunk while generation runs (for scripts).
+
+        Between chunks it yields a no-op update after each frame: Gradio can only close a generator
+        between items, so this is what lets a cancelled or disconnected client stop generation within
+        one frame. Scripts keep the items that are file paths.
+        """
+        request = self.request(text, language, reference, ref_text, mode, temperature, top_p, top_k,
+                               repetition_penalty, seed, max_frames)
+        for chunk in streaming.stream(self.engine, request, heartbeat=True):
+            if chunk is None or not len(chunk.samples):
+                yield gr.skip()
+            else:
+                yield to_gradio_audio(chunk.samples, 24000)
+
+    def preview_stream(self, text, language, reference, ref_text, mode, temperature, top_p, top_k,
+                       repetition_penalty, seed, max_frames, progress=gr.Progress(track_tqdm=True)):
+        """The Preview player: chunks to the streaming player, then the whole take and its timings."""
+        request = self.request(text, language, reference, ref_text, mode, temperature, top_p, top_k,
+                               repetition_penalty, seed, max_frames, progress)
+        take_stream = streaming.stream(self.engine, request, heartbeat=True)
+        for chunk in take_stream:
+            if chunk is None or not len(chunk.samples):
+                yield gr.skip(), gr.skip(), gr.skip()
+                continue
+            yield to_gradio_audio(chunk.samples, 24000), gr.skip(), f"Streaming... {chunk.elapsed:.1f} s"
+        take = take_stream.take
+        yield gr.skip(), to_gradio_audio(take.samples, take.rate), take.summary()
 
     def status(self) -> str:
         return self.engine.status()
@@ -136,17 +173,31 @@ class StudioUI:
                     repetition_penalty = gr.Slider(1, 2, value=1.05, step=0.01, label="Repetition penalty")
                     seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
                     max_frames = gr.Number(value=0, precision=0, label="Max length in frames (0 = from text)")
-                synthesize = gr.Button("Synthesize", variant="primary")
-        output = gr.Audio(label="Take", type="numpy", format="wav", interactive=False)
-        summary = gr.Markdown()
-        synthesize.click(
-            user_errors(self.synthesize),
-            inputs=[text, language, reference, ref_text, mode, temperature, top_p, top_k, repetition_penalty,
-                    seed, max_frames],
-            outputs=[output, summary],
-            api_name="synthesize",
-            concurrency_limit=self.settings.concurrency,
-        ).then(self.status, outputs=status, api_visibility="private")
+                with gr.Row():
+                    stream_button = gr.Button("Stream", variant="primary")
+                    synthesize = gr.Button("Synthesize (one shot)")
+                    stop = gr.Button("Stop", variant="stop")
+        player = gr.Audio(label="Live", streaming=True, autoplay=True, interactive=False, elem_id="player")
+        output = gr.Audio(label="Take", type="numpy", format="wav", interactive=False, elem_id="take")
+        summary = gr.Markdown(elem_id="take-summary")
+        inputs = [text, language, reference, ref_text, mode, temperature, top_p, top_k, repetition_penalty,
+                  seed, max_frames]
+        streamed = stream_button.click(
+            user_errors(self.preview_stream), inputs=inputs, outputs=[player, output, summary],
+            api_visibility="private", concurrency_limit=self.settings.concurrency,
+        )
+        streamed.then(self.status, outputs=status, api_visibility="private")
+        one_shot = synthesize.click(
+            user_errors(self.synthesize), inputs=inputs, outputs=[output, summary],
+            api_name="synthesize", concurrency_limit=self.settings.concurrency,
+        )
+        one_shot.then(self.status, outputs=status, api_visibility="private")
+        stop.click(None, cancels=[streamed, one_shot])
+        # Scripts: a plain WAV output reaches gradio_client as one file per chunk.
+        api_chunks = gr.Audio(type="numpy", format="wav", visible=False)
+        api_button = gr.Button(visible=False)
+        api_button.click(user_errors(self.stream), inputs=inputs, outputs=api_chunks, api_name="stream",
+                         concurrency_limit=self.settings.concurrency)
 
 
 def build_app(settings: Settings, engine: Engine | None = None) -> gr.Blocks:

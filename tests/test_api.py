@@ -46,3 +46,45 @@ def test_non_audio_upload_is_explained(client, tmp_path):
         client.predict(text="Hi there", language="English", reference=handle_file(str(bogus)), ref_text="x",
                        mode="icl", temperature=0.9, top_p=1.0, top_k=50, repetition_penalty=1.05, seed=1,
                        max_frames=10, api_name="/synthesize")
+
+
+def stream_args(entry, **overrides):
+    args = dict(text="Streaming to a script.", language="English", reference=handle_file(str(entry["path"])),
+                ref_text=entry["text"], mode="icl", temperature=0.9, top_p=1.0, top_k=50,
+                repetition_penalty=1.05, seed=5, max_frames=30, api_name="/stream")
+    args.update(overrides)
+    return args
+
+
+def test_stream_endpoint_delivers_wav_chunks_as_they_are_made(client, ja_clips, tmp_path):
+    """The README's example: write the chunks to one file as they arrive."""
+    job = client.submit(**stream_args(ja_clips[0]))
+    out = tmp_path / "streamed.wav"
+    chunks = 0
+    with sf.SoundFile(out, "w", samplerate=24000, channels=1, subtype="PCM_16") as sink:
+        for item in job:
+            if isinstance(item, str):  # a WAV file per chunk; other items are no-op updates
+                samples, rate = sf.read(item, dtype="float32")
+                assert rate == 24000
+                sink.write(samples)
+                chunks += 1
+    samples, _ = sf.read(out)
+    assert chunks >= 4
+    assert len(samples) == 30 * 1920
+
+
+def test_cancelled_stream_stops_generation(client, ja_clips):
+    import threading
+    import time
+
+    job = client.submit(**stream_args(ja_clips[0], max_frames=600))
+    for item in job:
+        if isinstance(item, str):
+            break
+    job.cancel()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        if not [t for t in threading.enumerate() if t.name == "studio-generate"]:
+            break
+        time.sleep(0.05)
+    assert not [t for t in threading.enumerate() if t.name == "studio-generate"]

@@ -41,3 +41,19 @@ def test_preview_synthesize_shows_an_error_without_reference(page):
     page.get_by_role("tab", name="Preview").click()
     page.get_by_role("button", name="Synthesize").click()
     page.get_by_text("Upload or record a reference clip").first.wait_for(timeout=30000)
+
+
+def test_preview_streams_then_offers_the_take(page, ja_clips):
+    entry = ja_clips[0]
+    page.get_by_role("tab", name="Preview").click()
+    page.locator("input[type=file]").first.set_input_files(str(entry["path"]))
+    page.get_by_label("Reference transcript (ref_text)").fill(entry["text"])
+    page.get_by_label("Text to speak").fill("Hello from the browser.")
+    page.get_by_text("Sampling").click()
+    page.get_by_label("Max length in frames (0 = from text)").fill("24")
+    page.get_by_role("button", name="Stream", exact=True).click()
+    summary = page.locator("#take-summary")
+    summary.get_by_text("first audio after").wait_for(timeout=60000)
+    assert "1.92 s of audio" in summary.inner_text()
+    # The whole take is offered as a downloadable WAV.
+    page.locator("#take audio, #take a[download]").first.wait_for(state="attached", timeout=30000)
