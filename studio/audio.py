@@ -61,6 +61,15 @@ def load(path: str | os.PathLike, max_bytes: float | None = None, max_seconds: f
     return from_array(samples, rate, source=name, max_seconds=max_seconds)
 
 
+def load_bytes(data: bytes, source: str, max_seconds: float | None = None) -> Clip:
+    """Decode in-memory WAV/FLAC/OGG bytes (files inside a voice archive, for instance)."""
+    try:
+        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
+        raise AudioError(f"{source} could not be decoded as audio.") from error
+    return from_array(samples, rate, source=source, max_seconds=max_seconds)
+
+
 def from_array(samples, rate: int, source: str = "", max_seconds: float | None = None) -> Clip:
     """Make a clip from raw samples: any integer or float dtype, (n,) or (n, channels)."""
     data = np.asarray(samples)
