@@ -1,10 +1,10 @@
 """The Gradio Blocks app: tabs Reference, Preview, Compare, Library.
 
-Adapters only. Each handler converts Gradio values into core types, calls one
-core function, and converts the result back; every one is also a named API
-endpoint (`api_name=`) that scripts reach with gradio_client. User mistakes
-(`StudioError`) become `gr.Error` messages; anything else is logged with its
-traceback and shown as a short generic message.
+Adapters only. Each handler converts Gradio values into core types, calls the
+core (engine, streaming, library), and converts the result back; each is also a
+named API endpoint (`api_name=`) that scripts reach with gradio_client. User
+mistakes (`StudioError`) become `gr.Error` messages; anything else is logged
+with its traceback and shown as a short generic message.
 """
 
 from __future__ import annotations
@@ -12,20 +12,26 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import tempfile
 import time
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
 
 from . import audio, streaming
 from .config import Settings
-from .engine import LANGUAGES, Engine, Sampling, SynthesisRequest
-from .errors import StudioError
+from .engine import (LANGUAGES, Engine, Sampling, SynthesisRequest, VoicePrompt, normalise_language,
+                     validate_text)
+from .errors import InvalidInput, ModelUnavailable, StudioError
+from .library import Library, Voice
 
 log = logging.getLogger(__name__)
 
 MODE_CHOICES = [("ICL (audio + transcript)", "icl"), ("x-vector only (audio)", "xvector")]
 INTERNAL_ERROR = "Something went wrong inside the studio; the details are in the server log."
+VOICE_COLUMNS = ["name", "language", "mode", "tags", "created"]
+REFERENCE_CHOICE = "Reference clip below"
 
 
 def user_errors(fn):
@@ -70,51 +76,73 @@ def sampling_from(temperature, top_p, top_k, repetition_penalty, seed, max_frame
     return Sampling(float(temperature), float(top_p), int(top_k), float(repetition_penalty), seed, max_frames)
 
 
+def voice_rows(voices: list[Voice]) -> list[list[str]]:
+    return [[v.name, v.language, v.mode, ", ".join(v.tags), v.created_at[:16].replace("T", " ")] for v in voices]
+
+
 class StudioUI:
     """Holds the shared core objects and builds the Blocks app around them."""
 
-    def __init__(self, settings: Settings, engine: Engine | None = None):
+    def __init__(self, settings: Settings, engine: Engine | None = None, library: Library | None = None):
         self.settings = settings
         self.engine = engine or Engine(settings)
+        self.library = library or Library(settings.voices_dir, settings.max_upload_mb * 1e6)
+        self.files = Path(tempfile.mkdtemp(prefix="voice-studio-"))
 
-    # -- core adapters (each one is an API endpoint) ------------------------------------------
+    # -- voices and references ---------------------------------------------------------------
     def reference_clip(self, reference: str | None) -> audio.Clip:
         if not reference:
-            raise StudioError("Upload or record a reference clip of the voice to clone.")
+            raise InvalidInput("Upload or record a reference clip of the voice to clone.")
         return audio.load(reference, max_bytes=self.settings.max_upload_mb * 1e6,
                           max_seconds=self.settings.max_reference_seconds)
 
-    def request(self, text, language, reference, ref_text, mode, temperature, top_p, top_k,
+    def prompt(self, voice: str | None, reference: str | None, ref_text: str | None, mode: str) -> VoicePrompt:
+        """A library voice by name; else the uploaded reference; else the library's default voice."""
+        if voice and voice.strip():
+            return self.library.prompt(self.library.get(voice), self.engine)
+        if reference:
+            return self.engine.make_prompt(self.reference_clip(reference), ref_text, mode)
+        default = self.library.default()
+        if default is None:
+            raise InvalidInput("Choose a voice from the library or upload a reference clip of the voice to clone.")
+        return self.library.prompt(default, self.engine)
+
+    def request(self, text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
                 repetition_penalty, seed, max_frames, progress=None) -> SynthesisRequest:
+        # Cheap checks first, so a typo is reported before any model work.
+        text = validate_text(text, self.settings.max_text_chars)
+        language = normalise_language(language)
         sampling = sampling_from(temperature, top_p, top_k, repetition_penalty, seed, max_frames)
-        clip = self.reference_clip(reference)
+        sampling.validate()
         if progress is not None:
             self.engine.load(progress=lambda message: progress(0.05, desc=message))
-        prompt = self.engine.make_prompt(clip, ref_text, mode)
+        prompt = self.prompt(voice, reference, ref_text, mode)
         return self.engine.check_request(SynthesisRequest(text, language, prompt, sampling))
 
-    def synthesize(self, text, language, reference, ref_text, mode, temperature, top_p, top_k,
-                   repetition_penalty, seed, max_frames, progress=gr.Progress(track_tqdm=True)):
-        """Clone the reference voice and speak `text` (one shot). Returns a 24 kHz WAV and a summary."""
+    # -- synthesis endpoints -----------------------------------------------------------------
+    def synthesize(self, text, language="English", voice=None, reference=None, ref_text=None, mode="icl",
+                   temperature=0.9, top_p=1.0, top_k=50, repetition_penalty=1.05, seed=-1, max_frames=0,
+                   progress=gr.Progress(track_tqdm=True)):
+        """Speak `text` in a cloned voice (one shot). Returns a 24 kHz WAV and a summary."""
         started = time.perf_counter()
-        request = self.request(text, language, reference, ref_text, mode, temperature, top_p, top_k,
+        request = self.request(text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
                                repetition_penalty, seed, max_frames, progress)
         samples, used_seed = self.engine.synthesize(request)
         elapsed = time.perf_counter() - started
         seconds = len(samples) / 24000
-        summary = (f"{seconds:.2f} s of audio in {elapsed:.2f} s (real-time factor {elapsed / max(seconds, 1e-9):.2f}); "
-                   f"seed {used_seed}.")
+        summary = (f"{seconds:.2f} s of audio in {elapsed:.2f} s (real-time factor "
+                   f"{elapsed / max(seconds, 1e-9):.2f}); seed {used_seed}.")
         return to_gradio_audio(samples, 24000), summary
 
-    def stream(self, text, language, reference, ref_text, mode, temperature, top_p, top_k,
-               repetition_penalty, seed, max_frames):
+    def stream(self, text, language="English", voice=None, reference=None, ref_text=None, mode="icl",
+               temperature=0.9, top_p=1.0, top_k=50, repetition_penalty=1.05, seed=-1, max_frames=0):
         """Same inputs as synthesize; yields one 24 kHz WAV per chunk while generation runs (for scripts).
 
         Between chunks it yields a no-op update after each frame: Gradio can only close a generator
         between items, so this is what lets a cancelled or disconnected client stop generation within
         one frame. Scripts keep the items that are file paths.
         """
-        request = self.request(text, language, reference, ref_text, mode, temperature, top_p, top_k,
+        request = self.request(text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
                                repetition_penalty, seed, max_frames)
         for chunk in streaming.stream(self.engine, request, heartbeat=True):
             if chunk is None or not len(chunk.samples):
@@ -122,10 +150,10 @@ class StudioUI:
             else:
                 yield to_gradio_audio(chunk.samples, 24000)
 
-    def preview_stream(self, text, language, reference, ref_text, mode, temperature, top_p, top_k,
+    def preview_stream(self, text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
                        repetition_penalty, seed, max_frames, progress=gr.Progress(track_tqdm=True)):
         """The Preview player: chunks to the streaming player, then the whole take and its timings."""
-        request = self.request(text, language, reference, ref_text, mode, temperature, top_p, top_k,
+        request = self.request(text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
                                repetition_penalty, seed, max_frames, progress)
         take_stream = streaming.stream(self.engine, request, heartbeat=True)
         for chunk in take_stream:
@@ -139,32 +167,107 @@ class StudioUI:
     def status(self) -> str:
         return self.engine.status()
 
+    # -- library endpoints -------------------------------------------------------------------
+    def list_voices(self, query: str | None = None) -> list[dict]:
+        """Voices whose name, tag or language contains `query` (all when empty)."""
+        default = self.library.default()
+        return [dict(v.summary(), default=default is not None and v.folder == default.folder)
+                for v in self.library.list(query or "")]
+
+    def save_voice(self, name, reference, ref_text=None, language="Japanese", mode="icl", notes=None, tags=None,
+                   preview=None) -> dict:
+        """Save a reference clip (and optionally an approved take) as a named voice."""
+        clip = self.reference_clip(reference)
+        prompt = None
+        try:
+            prompt = self.engine.make_prompt(clip, ref_text, mode)
+        except ModelUnavailable as error:
+            log.warning("saving %r without a prompt (built on first use): %s", name, error)
+        preview_audio = None
+        if preview is not None:
+            rate, samples = preview
+            preview_audio = (audio.from_array(samples, rate).samples, rate)
+        original = (Path(reference).name, Path(reference).read_bytes())
+        voice = self.library.save(name, clip, ref_text or "", language, mode, prompt=prompt, notes=notes or "",
+                                  tags=tags, original=original, preview=preview_audio)
+        return voice.summary()
+
+    def rename_voice(self, name: str, new_name: str) -> dict:
+        return self.library.rename(name, new_name).summary()
+
+    def duplicate_voice(self, name: str, new_name: str) -> dict:
+        return self.library.duplicate(name, new_name).summary()
+
+    def delete_voice(self, name: str) -> str:
+        voice = self.library.delete(name)
+        return f"Deleted {voice.name!r}. It is in the trash: Undo delete brings it back."
+
+    def restore_voice(self, name: str | None = None) -> dict:
+        return self.library.restore(name or None).summary()
+
+    def set_default_voice(self, name: str) -> dict:
+        return self.library.set_default(name).summary()
+
+    def export_voice(self, name: str) -> str:
+        voice = self.library.get(name)
+        return str(self.library.export(voice.name, self.files / f"{voice.folder}.zip"))
+
+    def import_voice(self, file: str, name: str | None = None, language: str = "Auto") -> dict:
+        """Import a Voice Studio .zip, or a .pt voice file saved by the official Qwen3-TTS demo."""
+        if not file:
+            raise InvalidInput("Choose a voice file (.zip from Voice Studio, or .pt from the Qwen3-TTS demo).")
+        path = Path(file)
+        if path.suffix.lower() == ".pt":
+            return self.library.import_official(path, name or path.stem, self.engine, language).summary()
+        return self.library.import_zip(path).summary()
+
+    def load_voice(self, name: str):
+        """Details of a voice for the Library tab: summary, reference audio, approved preview."""
+        voice = self.library.get(name)
+        folder = self.library.path(voice)
+        reference = self.library.reference_path(voice)
+        preview = folder / voice.preview if voice.preview else None
+        return voice.summary(), str(reference) if reference else None, str(preview) if preview else None
+
     # -- layout ------------------------------------------------------------------------------
+    def voice_names(self) -> list[str]:
+        return [v.name for v in self.library.voices()]
+
+    def voice_choices(self) -> list[tuple[str, str]]:
+        return [(REFERENCE_CHOICE, "")] + [(name, name) for name in self.voice_names()]
+
     def build(self) -> gr.Blocks:
         with gr.Blocks(title="Voice Studio", delete_cache=(3600, 3600)) as demo:
             gr.Markdown("# Voice Studio\nClone a voice from a short clip with Qwen3-TTS.")
             status = gr.Markdown(self.engine.status(), elem_id="status")
-            with gr.Tabs():
+            with gr.Tabs() as tabs:
                 with gr.Tab("Reference", id="reference"):
                     gr.Markdown("Upload or record the voice you want to clone (3-15 s of clear speech).")
                 with gr.Tab("Preview", id="preview"):
-                    self._preview_tab(status)
+                    preview = self._preview_tab(status)
                 with gr.Tab("Compare", id="compare"):
                     gr.Markdown("Compare several voices or cloning modes on the same line.")
-                with gr.Tab("Library", id="library"):
-                    gr.Markdown("Saved voices appear here.")
+                with gr.Tab("Library", id="library") as library_tab:
+                    self._library_tab(preview, tabs, library_tab)
             demo.load(user_errors(self.status), outputs=status, api_name="status")
         return demo
 
-    def _preview_tab(self, status):
+    def _preview_tab(self, status) -> dict:
+        default = self.library.default()
         with gr.Row():
             with gr.Column():
+                # Custom values: voices saved after the page was built are valid too; the library checks names.
+                voice = gr.Dropdown(self.voice_choices(), value="", label="Voice", allow_custom_value=True,
+                                    info="A library voice, or the reference clip below (when none is "
+                                         f"uploaded: the default voice{f', {default.name}' if default else ''})",
+                                    elem_id="preview-voice")
                 reference = gr.Audio(label="Reference clip", type="filepath", sources=["upload", "microphone"])
                 ref_text = gr.Textbox(label="Reference transcript (ref_text)", lines=2,
                                       placeholder="Exactly what is said in the reference clip")
                 mode = gr.Radio(MODE_CHOICES, value="icl", label="Cloning mode")
             with gr.Column():
-                text = gr.Textbox(label="Text to speak", lines=4, value="Hello! This is my cloned voice speaking English.")
+                text = gr.Textbox(label="Text to speak", lines=4,
+                                  value="Hello! This is my cloned voice speaking English.")
                 language = gr.Dropdown(list(LANGUAGES), value="English", label="Language")
                 with gr.Accordion("Sampling", open=False):
                     temperature = gr.Slider(0, 2, value=0.9, step=0.05, label="Temperature (0 = greedy)")
@@ -180,8 +283,8 @@ class StudioUI:
         player = gr.Audio(label="Live", streaming=True, autoplay=True, interactive=False, elem_id="player")
         output = gr.Audio(label="Take", type="numpy", format="wav", interactive=False, elem_id="take")
         summary = gr.Markdown(elem_id="take-summary")
-        inputs = [text, language, reference, ref_text, mode, temperature, top_p, top_k, repetition_penalty,
-                  seed, max_frames]
+        inputs = [text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
+                  repetition_penalty, seed, max_frames]
         streamed = stream_button.click(
             user_errors(self.preview_stream), inputs=inputs, outputs=[player, output, summary],
             api_visibility="private", concurrency_limit=self.settings.concurrency,
@@ -198,6 +301,136 @@ class StudioUI:
         api_button = gr.Button(visible=False)
         api_button.click(user_errors(self.stream), inputs=inputs, outputs=api_chunks, api_name="stream",
                          concurrency_limit=self.settings.concurrency)
+        return dict(voice=voice, reference=reference, ref_text=ref_text, mode=mode, take=output)
+
+    def _library_tab(self, preview: dict, tabs, library_tab) -> None:
+        with gr.Row():
+            query = gr.Textbox(label="Search by name, tag or language", scale=3)
+            refresh = gr.Button("Refresh", scale=1)
+        table = gr.Dataframe(voice_rows(self.library.voices()), headers=VOICE_COLUMNS, interactive=False,
+                             label="Voices", elem_id="voice-table")
+        with gr.Row():
+            with gr.Column():
+                selected = gr.Dropdown(self.voice_names(), label="Voice", elem_id="library-voice",
+                                       allow_custom_value=True)
+                details = gr.JSON(label="Details")
+                reference_audio = gr.Audio(label="Reference", type="filepath", interactive=False)
+                preview_audio = gr.Audio(label="Approved preview", type="filepath", interactive=False)
+            with gr.Column():
+                with gr.Row():
+                    use = gr.Button("Load into Preview", variant="primary")
+                    make_default = gr.Button("Set as default")
+                new_name = gr.Textbox(label="New name (for Rename / Duplicate)")
+                with gr.Row():
+                    rename = gr.Button("Rename")
+                    duplicate = gr.Button("Duplicate")
+                with gr.Row():
+                    delete = gr.Button("Delete", variant="stop")
+                    undo = gr.Button("Undo delete")
+                export = gr.Button("Export as .zip")
+                exported = gr.File(label="Exported voice", interactive=False)
+                message = gr.Markdown(elem_id="library-message")
+        with gr.Accordion("Save the current reference as a voice", open=True):
+            with gr.Row():
+                save_name = gr.Textbox(label="Name", elem_id="save-name")
+                save_language = gr.Dropdown(list(LANGUAGES), value="Japanese", label="Reference language")
+            with gr.Row():
+                save_notes = gr.Textbox(label="Notes")
+                save_tags = gr.Textbox(label="Tags (comma separated)")
+            with_take = gr.Checkbox(label="Keep the last Preview take as the approved preview", value=False)
+            save = gr.Button("Save voice", variant="primary")
+        with gr.Accordion("Import a voice (.zip from Voice Studio, .pt from the Qwen3-TTS demo)", open=False):
+            import_file = gr.File(label="Voice file", file_types=[".zip", ".pt"], type="filepath")
+            import_name = gr.Textbox(label="Name (for .pt files)")
+            import_language = gr.Dropdown(list(LANGUAGES), value="Auto", label="Language (for .pt files)")
+            import_button = gr.Button("Import")
+        result = gr.JSON(visible=False)
+
+        def refreshed(query_text="", keep=None):
+            names = self.voice_names()
+            choice = keep if keep in names else None
+            rows = voice_rows(self.library.list(query_text or ""))
+            return (gr.update(value=rows), gr.update(choices=names, value=choice),
+                    gr.update(choices=self.voice_choices()))
+
+        listing = [table, selected, preview["voice"]]
+
+        def after(event, keep_from=None):
+            keep = keep_from or selected
+            event.then(lambda q, k: refreshed(q, k), inputs=[query, keep], outputs=listing,
+                       api_visibility="private")
+
+        refresh.click(lambda q: refreshed(q), inputs=query, outputs=listing, api_visibility="private")
+        query.submit(lambda q: refreshed(q), inputs=query, outputs=listing, api_visibility="private")
+        listed = gr.JSON(visible=False)
+        gr.Button(visible=False).click(user_errors(self.list_voices), inputs=query, outputs=listed,
+                                       api_name="list_voices")
+        selected.change(user_errors(self.load_voice), inputs=selected,
+                        outputs=[details, reference_audio, preview_audio], api_name="load_voice")
+        library_tab.select(lambda q, name: refreshed(q, name), inputs=[query, selected], outputs=listing,
+                           api_visibility="private").then(
+            lambda name: self.load_voice(name) if name else (None, None, None), inputs=selected,
+            outputs=[details, reference_audio, preview_audio], api_visibility="private")
+
+        def take_if_wanted(keep, take):
+            return take if keep else None
+
+        def save_from_preview(name, reference, ref_text, language, mode, notes, tags, keep, take):
+            voice = self.save_voice(name, reference, ref_text, language, mode, notes, tags,
+                                    take_if_wanted(keep, take))
+            return voice, f"Saved {voice['name']!r}.", gr.update(value=voice["name"])
+
+        saved = save.click(user_errors(save_from_preview),
+                           inputs=[save_name, preview["reference"], preview["ref_text"], save_language,
+                                   preview["mode"], save_notes, save_tags, with_take, preview["take"]],
+                           outputs=[result, message, save_name], api_visibility="private")
+        after(saved, save_name)
+        # The API form of saving: upload + fields, no dependency on the Preview tab.
+        api_reference = gr.Audio(type="filepath", visible=False)
+        gr.Button(visible=False).click(
+            user_errors(self.save_voice),
+            inputs=[save_name, api_reference, preview["ref_text"], save_language, preview["mode"], save_notes,
+                    save_tags],
+            outputs=result, api_name="save_voice")
+
+        def confirm(template):
+            return lambda summary: template.format(**summary)
+
+        renamed = rename.click(user_errors(self.rename_voice), inputs=[selected, new_name], outputs=result,
+                               api_name="rename_voice")
+        renamed.then(confirm("Renamed to {name!r}."), inputs=result, outputs=message, api_visibility="private")
+        after(renamed, new_name)
+        duplicated = duplicate.click(user_errors(self.duplicate_voice), inputs=[selected, new_name],
+                                     outputs=result, api_name="duplicate_voice")
+        duplicated.then(confirm("Duplicated as {name!r}."), inputs=result, outputs=message,
+                        api_visibility="private")
+        after(duplicated, new_name)
+        deleted = delete.click(user_errors(self.delete_voice), inputs=selected, outputs=message,
+                               api_name="delete_voice")
+        after(deleted)
+        restore_name = gr.Textbox(visible=False)  # empty: the most recently deleted voice
+        restored = undo.click(user_errors(self.restore_voice), inputs=restore_name, outputs=result,
+                              api_name="restore_voice")
+        restored.then(confirm("Restored {name!r}."), inputs=result, outputs=message, api_visibility="private")
+        defaulted = make_default.click(user_errors(self.set_default_voice), inputs=selected, outputs=result,
+                                       api_name="set_default_voice")
+        defaulted.then(confirm("{name!r} is now the default voice."), inputs=result, outputs=message,
+                       api_visibility="private")
+        export.click(user_errors(self.export_voice), inputs=selected, outputs=exported, api_name="export_voice")
+        imported = import_button.click(user_errors(self.import_voice),
+                                       inputs=[import_file, import_name, import_language], outputs=result,
+                                       api_name="import_voice")
+        imported.then(confirm("Imported {name!r}."), inputs=result, outputs=message, api_visibility="private")
+        after(imported)
+        after(restored)
+
+        def use_voice(name):
+            if not name:
+                raise InvalidInput("Pick a voice first.")
+            return gr.update(value=name), gr.Tabs(selected="preview")
+
+        use.click(user_errors(use_voice), inputs=selected, outputs=[preview["voice"], tabs],
+                  api_visibility="private")
 
 
 def build_app(settings: Settings, engine: Engine | None = None) -> gr.Blocks:

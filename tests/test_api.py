@@ -33,7 +33,7 @@ def test_synthesize_errors_reach_the_client_as_messages(client, ja_clips):
 
 
 def test_missing_reference_is_explained(client):
-    with pytest.raises(Exception, match="reference clip"):
+    with pytest.raises(Exception, match="upload a reference clip"):
         client.predict(text="Hi there", language="English", reference=None, ref_text="", mode="icl",
                        temperature=0.9, top_p=1.0, top_k=50, repetition_penalty=1.05, seed=1, max_frames=10,
                        api_name="/synthesize")

@@ -1,6 +1,7 @@
 """The web UI in a real browser (Debian chromium driven by Playwright)."""
 
 import pytest
+from playwright.sync_api import expect
 
 
 @pytest.fixture()
@@ -37,10 +38,11 @@ def test_page_serves_without_loading_a_model(settings, browser):
         demo.close()
 
 
-def test_preview_synthesize_shows_an_error_without_reference(page):
+def test_preview_shows_a_clear_error_for_empty_text(page):
     page.get_by_role("tab", name="Preview").click()
+    page.get_by_label("Text to speak").fill("")
     page.get_by_role("button", name="Synthesize").click()
-    page.get_by_text("Upload or record a reference clip").first.wait_for(timeout=30000)
+    page.get_by_text("Type the text you want the voice to say").first.wait_for(timeout=30000)
 
 
 def test_preview_streams_then_offers_the_take(page, ja_clips):
@@ -57,3 +59,26 @@ def test_preview_streams_then_offers_the_take(page, ja_clips):
     assert "1.92 s of audio" in summary.inner_text()
     # The whole take is offered as a downloadable WAV.
     page.locator("#take audio, #take a[download]").first.wait_for(state="attached", timeout=30000)
+
+
+def test_save_a_voice_and_find_it_after_reload(page, browser, live_server, ja_clips):
+    entry = ja_clips[2]
+    page.get_by_role("tab", name="Preview").click()
+    page.locator("input[type=file]").first.set_input_files(str(entry["path"]))
+    page.get_by_label("Reference transcript (ref_text)").fill(entry["text"])
+    page.get_by_role("tab", name="Library").click()
+    page.locator("#save-name textarea, #save-name input").first.fill("Browser Voice")
+    page.get_by_role("button", name="Save voice").click()
+    page.locator("#library-message").get_by_text("Saved 'Browser Voice'").wait_for(timeout=60000)
+    expect(page.locator("#voice-table")).to_contain_text("Browser Voice", timeout=30000)
+
+    fresh = browser.new_page()
+    fresh.goto(live_server)
+    fresh.get_by_role("tab", name="Library").click()
+    expect(fresh.locator("#voice-table")).to_contain_text("Browser Voice", timeout=30000)
+    fresh.locator("#library-voice input").first.click()
+    fresh.get_by_role("option", name="Browser Voice").click()
+    fresh.get_by_role("button", name="Load into Preview").click()
+    fresh.get_by_role("tab", name="Preview", selected=True).wait_for(timeout=30000)
+    assert fresh.locator("#preview-voice input").first.input_value() == "Browser Voice"
+    fresh.close()
