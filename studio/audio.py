@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ class Clip:
     samples: np.ndarray  # float32, mono, shape (n,)
     rate: int
     source: str = ""
+    channels: int = 1  # of the file it came from, before downmixing
 
     @property
     def duration(self) -> float:
@@ -78,16 +79,18 @@ def from_array(samples, rate: int, source: str = "", max_seconds: float | None =
     if not rate or rate < 1000:
         raise AudioError(f"{source or 'The audio'} has an unusable sample rate ({rate} Hz).")
     data = _to_float(data)
+    channels = 1
     if data.ndim == 2:
         # Gradio hands (n, channels); soundfile too. A (channels, n) array has few rows.
         if data.shape[0] < data.shape[1] and data.shape[0] <= 8:
             data = data.T
+        channels = data.shape[1]
         data = data.mean(axis=1)
     elif data.ndim != 1:
         raise AudioError(f"{source or 'The audio'} has an unexpected shape {data.shape}.")
     if not np.all(np.isfinite(data)):
         raise AudioError(f"{source or 'The audio'} contains invalid (NaN or infinite) samples.")
-    clip = Clip(np.ascontiguousarray(data, dtype=np.float32), int(rate), source)
+    clip = Clip(np.ascontiguousarray(data, dtype=np.float32), int(rate), source, channels)
     if max_seconds is not None and clip.duration > max_seconds:
         raise AudioError(f"{source or 'The audio'} is {clip.duration:.0f} s long; the limit is "
                          f"{max_seconds:.0f} s. Trim it to the part you want to clone.")
@@ -100,7 +103,7 @@ def resample(clip: Clip, rate: int = MODEL_RATE) -> Clip:
     import soxr
 
     samples = soxr.resample(clip.samples, clip.rate, rate, quality="HQ").astype(np.float32)
-    return Clip(samples, rate, clip.source)
+    return Clip(samples, rate, clip.source, clip.channels)
 
 
 def is_silent(clip: Clip) -> bool:
@@ -174,3 +177,322 @@ def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
     if result.returncode != 0 or not result.stdout:
         raise AudioError(f"{path.name!r} could not be decoded as audio. Is it a sound file?")
     return np.frombuffer(result.stdout, dtype=np.float32).reshape(-1, 1), MODEL_RATE
+
+
+# -- trimming, cleaning and quality ---------------------------------------------------------------
+
+def trim(clip: Clip, start: float | None = None, end: float | None = None) -> Clip:
+    """Keep [start, end) seconds; None means the clip's own start or end."""
+    start = 0.0 if start is None else max(0.0, float(start))
+    end = clip.duration if end is None or end <= 0 else min(float(end), clip.duration)
+    if end - start < 0.1:
+        raise AudioError(f"The trim keeps {max(0.0, end - start):.2f} s; choose an end at least 0.1 s after "
+                         f"the start (the clip is {clip.duration:.2f} s long).")
+    samples = clip.samples[int(round(start * clip.rate)):int(round(end * clip.rate))]
+    return Clip(np.ascontiguousarray(samples), clip.rate, clip.source, clip.channels)
+
+
+@dataclass(frozen=True)
+class CleanOptions:
+    """Each cleaning step can be switched off; the defaults suit most phone and laptop recordings."""
+
+    mono: bool = True
+    resample: bool = True  # to 24 kHz, the model's rate
+    remove_dc: bool = True  # 20 Hz high-pass: DC offset and rumble
+    trim_silence: bool = True  # leading and trailing non-speech, found by voice activity
+    normalize: bool = True
+    target_lufs: float = -20.0
+    tail_ms: int = 150  # short silence after the last word
+    denoise: bool = False  # spectral gating with a profile from the clip's non-speech parts
+    hum: str = "off"  # "off", "auto", "50" or "60" Hz notch with harmonics
+
+
+@dataclass(frozen=True)
+class Issue:
+    level: str  # "error" blocks using the clip; "warning" and "info" advise
+    message: str
+
+
+@dataclass
+class QualityReport:
+    duration: float
+    speech_ratio: float
+    snr_db: float
+    clipped_ratio: float
+    peak_dbfs: float
+    loudness_lufs: float | None
+    sample_rate: int
+    channels: int
+    issues: list[Issue] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(issue.level == "error" for issue in self.issues)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["ok"] = self.ok
+        return data
+
+    def advice(self) -> str:
+        lines = [f"{self.duration:.1f} s, speech {self.speech_ratio:.0%}, SNR about {self.snr_db:.0f} dB, "
+                 f"peak {self.peak_dbfs:.1f} dBFS"
+                 + (f", loudness {self.loudness_lufs:.1f} LUFS" if self.loudness_lufs is not None else "")
+                 + f", {self.sample_rate} Hz, {self.channels} channel{'s' if self.channels != 1 else ''}."]
+        icons = {"error": "Error", "warning": "Warning", "info": "Note"}
+        lines += [f"- **{icons[i.level]}:** {i.message}" for i in self.issues]
+        if not self.issues:
+            lines.append("- Good reference: clear speech of a useful length.")
+        return "\n".join(lines)
+
+
+@dataclass
+class CleanReport:
+    steps: list[str]
+    before: QualityReport
+    after: QualityReport
+
+    def to_dict(self) -> dict:
+        return {"steps": self.steps, "before": self.before.to_dict(), "after": self.after.to_dict()}
+
+
+def assess(clip: Clip, segments=None) -> QualityReport:
+    """Measure a reference clip and advise in plain words (errors block, warnings don't)."""
+    from .vad import speech_segments
+
+    x = clip.samples
+    segments = speech_segments(x, clip.rate) if segments is None else segments
+    speech = sum(s.duration for s in segments)
+    peak = float(np.max(np.abs(x))) if len(x) else 0.0
+    clipped = float(np.mean(np.abs(x) >= 0.999)) if len(x) else 0.0
+    report = QualityReport(
+        duration=clip.duration,
+        speech_ratio=min(1.0, speech / clip.duration) if clip.duration else 0.0,
+        snr_db=estimate_snr(x, clip.rate, segments),
+        clipped_ratio=clipped,
+        peak_dbfs=20 * np.log10(max(peak, 1e-9)),
+        loudness_lufs=_loudness(x, clip.rate),
+        sample_rate=clip.rate,
+        channels=clip.channels,
+    )
+    report.issues = _advice(report, speech, clip, segments)
+    return report
+
+
+def _advice(r: QualityReport, speech: float, clip: Clip, segments) -> list[Issue]:
+    issues = []
+    if r.peak_dbfs < -80 or speech < 0.3:
+        issues.append(Issue("error", "No speech was found. Upload a clip in which the voice can be heard."))
+        return issues
+    if speech < 2.0:
+        issues.append(Issue("error", f"Only {speech:.1f} s of speech; cloning needs at least 3 s (ideally 5-10 s)."))
+    elif speech < 3.0:
+        issues.append(Issue("warning", f"Only {speech:.1f} s of speech; 5-10 s gives a more faithful clone."))
+    if r.duration > 15.0:
+        issues.append(Issue("warning", f"{r.duration:.0f} s is long for a reference; trim it to 3-15 s "
+                                       "(Transcribe, then use the suggested span)."))
+    if r.clipped_ratio > 0.01:
+        issues.append(Issue("error", f"{r.clipped_ratio:.1%} of the samples are clipped; the distortion would "
+                                     "be cloned. Record again with a lower input level."))
+    elif r.clipped_ratio > 0.0005:
+        issues.append(Issue("warning", "Some samples are clipped; record with a lower input level if you can."))
+    if r.snr_db < 5:
+        issues.append(Issue("error", f"Very noisy (SNR about {r.snr_db:.0f} dB): the noise would be cloned. "
+                                     "Record in a quieter place."))
+    elif r.snr_db < 20:
+        issues.append(Issue("warning", f"Noisy (SNR about {r.snr_db:.0f} dB). Try Denoise, and listen to "
+                                       "before and after."))
+    if r.speech_ratio < 0.5 and r.duration >= 3:
+        issues.append(Issue("warning", f"Speech fills only {r.speech_ratio:.0%} of the clip: music, long pauses "
+                                       "or other sounds suspected. Trim to the speech."))
+    if r.sample_rate < 16000:
+        issues.append(Issue("warning", f"Low sample rate ({r.sample_rate} Hz): the clone will sound muffled, "
+                                       "like a phone line. Use a 24 kHz or better recording if you have one."))
+    if r.channels > 2:
+        issues.append(Issue("info", f"Mixed down from {r.channels} channels to mono."))
+    if _several_speakers(clip, segments):
+        issues.append(Issue("warning", "The pitch changes a lot between parts: several speakers suspected. "
+                                       "Keep one speaker only."))
+    return issues
+
+
+def estimate_snr(x: np.ndarray, rate: int, segments) -> float:
+    """Speech-to-noise ratio in dB: noise from non-speech frames, or the quietest frames in speech."""
+    from .vad import speech_mask
+
+    hop = max(1, rate // 50)  # 20 ms frames
+    n = len(x) // hop
+    if n < 5:
+        return 0.0
+    power = np.mean(x[: n * hop].reshape(n, hop).astype(np.float64) ** 2, axis=1)
+    in_speech = speech_mask(segments, n * hop, rate)[: n * hop].reshape(n, hop).mean(axis=1) > 0.5
+    if not in_speech.any():
+        return 0.0
+    speech_power = power[in_speech].mean()
+    quiet = power[~in_speech]
+    if len(quiet) * hop >= 0.3 * rate:
+        noise_power = np.median(quiet)
+    else:
+        noise_power = np.percentile(power[in_speech], 10)
+    noise_power = max(noise_power, 1e-12)
+    signal_power = max(speech_power - noise_power, 1e-12)
+    return float(np.clip(10 * np.log10(signal_power / noise_power), -10.0, 80.0))
+
+
+def _loudness(x: np.ndarray, rate: int) -> float | None:
+    import pyloudnorm
+
+    if len(x) < int(0.5 * rate):
+        return None
+    value = pyloudnorm.Meter(rate).integrated_loudness(x.astype(np.float64))
+    return float(value) if np.isfinite(value) else None
+
+
+def _several_speakers(clip: Clip, segments) -> bool:
+    """Median pitch of the longer speech segments differing by over 7 semitones suggests two voices."""
+    import librosa
+
+    medians = []
+    for segment in segments:
+        if segment.duration < 1.0:
+            continue
+        part = clip.samples[int(segment.start * clip.rate):int(segment.end * clip.rate)]
+        f0 = librosa.yin(part, fmin=60, fmax=500, sr=clip.rate, frame_length=2048)
+        voiced = f0[(f0 > 65) & (f0 < 480)]
+        if len(voiced) > 20:
+            medians.append(float(np.median(voiced)))
+    if len(medians) < 2:
+        return False
+    return 12 * np.log2(max(medians) / min(medians)) > 7
+
+
+def clean(clip: Clip, options: CleanOptions = CleanOptions()) -> tuple[Clip, CleanReport]:
+    """Apply the switched-on steps in a fixed order and report what each did."""
+    from .vad import speech_segments
+
+    before = assess(clip)
+    steps: list[str] = []
+    x, rate = clip.samples.astype(np.float32), clip.rate
+    if options.resample and rate != MODEL_RATE:
+        x = resample(Clip(x, rate), MODEL_RATE).samples
+        steps.append(f"Resampled {rate} Hz to {MODEL_RATE} Hz.")
+        rate = MODEL_RATE
+    if options.mono and clip.channels > 1:
+        steps.append(f"Mixed {clip.channels} channels down to mono.")
+    if options.remove_dc:
+        x = _highpass(x, rate)
+        steps.append("Removed DC offset and rumble below 20 Hz.")
+    if options.hum != "off":
+        x, note = _remove_hum(x, rate, options.hum)
+        steps.append(note)
+    if options.denoise:
+        x, note = _denoise(x, rate)
+        steps.append(note)
+    segments = speech_segments(x, rate)
+    if options.trim_silence and segments:
+        start = max(0.0, segments[0].start - 0.08)
+        end = min(len(x) / rate, segments[-1].end + 0.12)
+        if start > 0.05 or end < len(x) / rate - 0.05:
+            steps.append(f"Trimmed silence: kept {start:.2f}-{end:.2f} s of {len(x) / rate:.2f} s.")
+        x = x[int(start * rate):int(end * rate)]
+        segments = [type(s)(s.start - start, s.end - start) for s in segments]
+    if options.normalize:
+        x, note = _normalize(x, rate, options.target_lufs)
+        steps.append(note)
+    if options.tail_ms > 0 and options.trim_silence:
+        x = np.concatenate([x, np.zeros(int(rate * options.tail_ms / 1000), np.float32)])
+        steps.append(f"Added {options.tail_ms} ms of silence at the end.")
+    cleaned = Clip(np.ascontiguousarray(x, dtype=np.float32), rate, clip.source, 1 if options.mono else clip.channels)
+    return cleaned, CleanReport(steps, before, assess(cleaned))
+
+
+def _highpass(x: np.ndarray, rate: int) -> np.ndarray:
+    from scipy.signal import butter, sosfiltfilt
+
+    if len(x) < 64:
+        return x - x.mean()
+    sos = butter(2, 20, btype="highpass", fs=rate, output="sos")
+    return sosfiltfilt(sos, x).astype(np.float32)
+
+
+def detect_hum(x: np.ndarray, rate: int) -> int | None:
+    """50 or 60 when that mains frequency and its harmonics stand well above the spectrum around them."""
+    from scipy.signal import welch
+
+    freqs, psd = welch(x, fs=rate, nperseg=min(len(x), rate * 2))
+    scores = {}
+    for base in (50, 60):
+        ratios = []
+        for harmonic in range(1, 5):
+            f = base * harmonic
+            peak = psd[np.abs(freqs - f) <= 1.0].max(initial=0)
+            around = psd[(np.abs(freqs - f) > 3) & (np.abs(freqs - f) < 12)]
+            ratios.append(10 * np.log10(peak / max(np.median(around), 1e-20)) if len(around) else 0)
+        scores[base] = max(ratios)
+    best = max(scores, key=scores.get)
+    return best if scores[best] > 12 else None
+
+
+def _remove_hum(x: np.ndarray, rate: int, setting: str) -> tuple[np.ndarray, str]:
+    from scipy.signal import filtfilt, iirnotch
+
+    base = detect_hum(x, rate) if setting == "auto" else int(setting)
+    if base is None:
+        return x, "No mains hum found; hum filter skipped."
+    y = x.astype(np.float64)
+    for harmonic in range(1, 9):
+        b, a = iirnotch(base * harmonic, Q=30, fs=rate)
+        y = filtfilt(b, a, y)
+    return y.astype(np.float32), f"Removed {base} Hz mains hum and its harmonics."
+
+
+def _noise_profile(x: np.ndarray, rate: int) -> np.ndarray | None:
+    """Noise-only audio: the clip's non-speech parts, else its quietest 20 ms frames."""
+    from .vad import speech_mask, speech_segments
+
+    mask = speech_mask(speech_segments(x, rate), len(x), rate)
+    noise = x[~mask]
+    if len(noise) >= 0.3 * rate:
+        return noise
+    hop = rate // 50
+    n = len(x) // hop
+    if n < 20:
+        return None
+    frames = x[: n * hop].reshape(n, hop)
+    power = (frames.astype(np.float64) ** 2).mean(axis=1)
+    quiet = frames[power <= np.percentile(power, 15)]
+    noise = quiet.reshape(-1)
+    return noise if len(noise) >= 0.3 * rate else None
+
+
+def _denoise(x: np.ndarray, rate: int) -> tuple[np.ndarray, str]:
+    """Spectral gating from a measured noise profile, kept only if it really lowers the noise."""
+    import noisereduce
+    from .vad import speech_segments
+
+    segments = speech_segments(x, rate)
+    snr_before = estimate_snr(x, rate, segments)
+    if snr_before >= 35:
+        return x, f"Denoise skipped: the clip is already clean (SNR about {snr_before:.0f} dB)."
+    profile = _noise_profile(x, rate)
+    if profile is None:
+        return x, "Denoise skipped: no noise-only part to learn the noise from."
+    y = noisereduce.reduce_noise(y=x, sr=rate, y_noise=profile, stationary=True, prop_decrease=0.9,
+                                 n_fft=1024).astype(np.float32)
+    snr_after = estimate_snr(y, rate, speech_segments(y, rate))
+    if snr_after < snr_before + 1.0:
+        return x, f"Denoise skipped: it would not have helped (SNR {snr_before:.0f} dB -> {snr_after:.0f} dB)."
+    return y, f"Denoised: SNR about {snr_before:.0f} dB -> {snr_after:.0f} dB."
+
+
+def _normalize(x: np.ndarray, rate: int, target_lufs: float) -> tuple[np.ndarray, str]:
+    loudness = _loudness(x, rate)
+    if loudness is None:
+        return x, "Loudness not normalised: too short or silent."
+    gain = 10 ** ((target_lufs - loudness) / 20)
+    peak = float(np.max(np.abs(x))) * gain
+    ceiling = 10 ** (-1 / 20)
+    if peak > ceiling:
+        gain *= ceiling / peak
+    y = (x * gain).astype(np.float32)
+    return y, f"Loudness {loudness:.1f} LUFS -> {_loudness(y, rate) or target_lufs:.1f} LUFS (peak at most -1 dBFS)."

@@ -25,9 +25,11 @@ from .engine import (LANGUAGES, Engine, Sampling, SynthesisRequest, VoicePrompt,
                      validate_text)
 from .errors import InvalidInput, ModelUnavailable, StudioError
 from .library import Library, Voice
+from .transcribe import Transcriber, Transcript, suggest_span
 
 log = logging.getLogger(__name__)
 
+HUM_CHOICES = [("Off", "off"), ("Auto-detect", "auto"), ("50 Hz", "50"), ("60 Hz", "60")]
 MODE_CHOICES = [("ICL (audio + transcript)", "icl"), ("x-vector only (audio)", "xvector")]
 INTERNAL_ERROR = "Something went wrong inside the studio; the details are in the server log."
 VOICE_COLUMNS = ["name", "language", "mode", "tags", "created"]
@@ -83,11 +85,19 @@ def voice_rows(voices: list[Voice]) -> list[list[str]]:
 class StudioUI:
     """Holds the shared core objects and builds the Blocks app around them."""
 
-    def __init__(self, settings: Settings, engine: Engine | None = None, library: Library | None = None):
+    def __init__(self, settings: Settings, engine: Engine | None = None, library: Library | None = None,
+                 transcriber: Transcriber | None = None):
         self.settings = settings
         self.engine = engine or Engine(settings)
         self.library = library or Library(settings.voices_dir, settings.max_upload_mb * 1e6)
+        self.transcriber = transcriber or Transcriber(settings.whisper_model, settings.device)
         self.files = Path(tempfile.mkdtemp(prefix="voice-studio-"))
+
+    def _wav(self, clip: audio.Clip, stem: str) -> str:
+        """Write a clip for Gradio to serve; Gradio copies it into its own cache."""
+        path = self.files / f"{stem}-{time.time_ns()}.wav"
+        audio.write_wav(clip.samples, clip.rate, path)
+        return str(path)
 
     # -- voices and references ---------------------------------------------------------------
     def reference_clip(self, reference: str | None) -> audio.Clip:
@@ -118,6 +128,50 @@ class StudioUI:
             self.engine.load(progress=lambda message: progress(0.05, desc=message))
         prompt = self.prompt(voice, reference, ref_text, mode)
         return self.engine.check_request(SynthesisRequest(text, language, prompt, sampling))
+
+    # -- reference endpoints -----------------------------------------------------------------
+    def prepare_reference(self, reference, start=0.0, end=0.0, mono=True, resample=True, remove_dc=True,
+                          trim_silence=True, normalize=True, denoise=False, hum="off", tail_ms=150):
+        """Trim and clean an upload: returns the cleaned 24 kHz WAV and the quality report (JSON)."""
+        clip = self.reference_clip(reference)
+        if start or end:
+            clip = audio.trim(clip, start or 0.0, end or None)
+        if hum not in {value for _, value in HUM_CHOICES}:
+            raise InvalidInput("Hum filter must be off, auto, 50 or 60.")
+        options = audio.CleanOptions(mono=bool(mono), resample=bool(resample), remove_dc=bool(remove_dc),
+                                     trim_silence=bool(trim_silence), normalize=bool(normalize),
+                                     tail_ms=int(tail_ms or 0), denoise=bool(denoise), hum=hum)
+        cleaned, report = audio.clean(clip, options)
+        return self._wav(cleaned, "reference"), report.to_dict()
+
+    def transcribe(self, reference, language="Japanese", progress=gr.Progress()):
+        """Whisper transcript with detected language, probability and word timestamps (JSON)."""
+        clip = self.reference_clip(reference)
+        return self.transcriber.transcribe(clip, language, progress=lambda m: progress(0.1, desc=m)).to_dict()
+
+    def trim_reference(self, audio_file, transcript: dict | None, start: float, end: float):
+        """Cut a transcribed clip and its transcript at the same place, so ref_text always matches."""
+        clip = self.reference_clip(audio_file)
+        trimmed = audio.trim(clip, start, end or None)
+        if not transcript:
+            return self._wav(trimmed, "trimmed"), None, ""
+        words = Transcript.from_dict(transcript)
+        cut = words.cut_words(start, end or clip.duration)
+        kept = words.slice(start, end or clip.duration)
+        note = ""
+        if cut:
+            note = ("The trim cuts through " + ", ".join(repr(w.text.strip()) for w in cut) +
+                    "; words are kept in the text when most of them is kept in the audio.")
+        return self._wav(trimmed, "trimmed"), kept.to_dict(), note
+
+    def suggest_reference(self, audio_file, transcript: dict | None):
+        """Trim a transcribed clip to the suggested 3-15 s span at word or sentence boundaries."""
+        if not transcript:
+            raise InvalidInput("Transcribe the clip first: the suggestion uses its word timestamps.")
+        clip = self.reference_clip(audio_file)
+        span = suggest_span(Transcript.from_dict(transcript), clip.duration)
+        path, kept, note = self.trim_reference(audio_file, transcript, span.start, span.end)
+        return path, kept, " ".join(filter(None, [f"Kept {span.start:.2f}-{span.end:.2f} s.", span.note, note]))
 
     # -- synthesis endpoints -----------------------------------------------------------------
     def synthesize(self, text, language="English", voice=None, reference=None, ref_text=None, mode="icl",
@@ -165,6 +219,10 @@ class StudioUI:
         yield gr.skip(), to_gradio_audio(take.samples, take.rate), take.summary()
 
     def status(self) -> str:
+        """Whether the TTS model is loaded, and where."""
+        return self.engine.status()
+
+    def refresh_status(self) -> str:
         return self.engine.status()
 
     # -- library endpoints -------------------------------------------------------------------
@@ -242,15 +300,127 @@ class StudioUI:
             status = gr.Markdown(self.engine.status(), elem_id="status")
             with gr.Tabs() as tabs:
                 with gr.Tab("Reference", id="reference"):
-                    gr.Markdown("Upload or record the voice you want to clone (3-15 s of clear speech).")
+                    reference_tab = self._reference_tab()
                 with gr.Tab("Preview", id="preview"):
                     preview = self._preview_tab(status)
                 with gr.Tab("Compare", id="compare"):
                     gr.Markdown("Compare several voices or cloning modes on the same line.")
                 with gr.Tab("Library", id="library") as library_tab:
                     self._library_tab(preview, tabs, library_tab)
+            self._connect_reference(reference_tab, preview, tabs)
             demo.load(user_errors(self.status), outputs=status, api_name="status")
         return demo
+
+    def _reference_tab(self) -> dict:
+        gr.Markdown("Upload or record the voice to clone, trim it (waveform editor or start/end), clean it, "
+                    "transcribe it, then use it in Preview. 3-15 s of clear speech from one speaker works best.")
+        c = {}
+        c["upload"] = gr.Audio(label="Recording", type="filepath", sources=["upload", "microphone"],
+                               editable=True, elem_id="reference-upload")
+        with gr.Row():
+            c["start"] = gr.Number(value=0, label="Start (s)", minimum=0)
+            c["end"] = gr.Number(value=0, label="End (s, 0 = end of clip)", minimum=0)
+        with gr.Accordion("Cleaning", open=False):
+            with gr.Row():
+                c["mono"] = gr.Checkbox(value=True, label="Mono")
+                c["resample"] = gr.Checkbox(value=True, label="Resample to 24 kHz")
+                c["remove_dc"] = gr.Checkbox(value=True, label="Remove DC and rumble")
+                c["trim_silence"] = gr.Checkbox(value=True, label="Trim leading/trailing silence")
+                c["normalize"] = gr.Checkbox(value=True, label="Normalise loudness (-20 LUFS)")
+            with gr.Row():
+                c["denoise"] = gr.Checkbox(value=False, label="Denoise (noise profile from non-speech parts)")
+                c["hum"] = gr.Dropdown(HUM_CHOICES, value="off", label="Mains hum filter")
+                c["tail_ms"] = gr.Number(value=150, label="Silence tail (ms)", precision=0, minimum=0, maximum=1000)
+        c["clean"] = gr.Button("Clean and check", variant="primary")
+        with gr.Row():
+            c["before"] = gr.Audio(label="Before", type="filepath", interactive=False)
+            c["after"] = gr.Audio(label="After (used for cloning)", type="filepath", interactive=False,
+                                  elem_id="reference-after")
+        c["report"] = gr.Markdown(elem_id="reference-report")
+        c["report_json"] = gr.JSON(visible=False)
+        with gr.Row():
+            c["language"] = gr.Dropdown(list(LANGUAGES), value="Japanese", label="Spoken language")
+            c["transcribe"] = gr.Button("Transcribe")
+        c["detected"] = gr.Markdown(elem_id="reference-detected")
+        c["ref_text"] = gr.Textbox(label="Transcript (ref_text), editable", lines=2, elem_id="reference-text")
+        c["transcript"] = gr.JSON(visible=False)
+        with gr.Row():
+            c["suggest"] = gr.Button("Trim to a suggested 3-15 s span")
+            c["trim"] = gr.Button("Trim the cleaned clip to start/end")
+            c["use"] = gr.Button("Use in Preview", variant="primary")
+        c["trim_note"] = gr.Markdown(elem_id="reference-trim-note")
+        return c
+
+    def _connect_reference(self, c: dict, preview: dict, tabs) -> None:
+        options = [c[k] for k in ("mono", "resample", "remove_dc", "trim_silence", "normalize", "denoise", "hum",
+                                  "tail_ms")]
+
+        def clean_clip(upload, start, end, *opts):
+            path, report = self.prepare_reference(upload, start, end, *opts)
+            clip = self.reference_clip(upload)
+            if start or end:
+                clip = audio.trim(clip, start or 0.0, end or None)
+            steps = "\n".join(f"- {step}" for step in report["steps"])
+            after = audio.assess(audio.load(path))
+            text = f"**After cleaning:** {after.advice()}\n\n**Steps:**\n{steps}"
+            return (self._wav(clip, "before"), path, text, report, "", None,
+                    "The audio changed: transcribe it again.")
+
+        c["clean"].click(user_errors(clean_clip), inputs=[c["upload"], c["start"], c["end"], *options],
+                         outputs=[c["before"], c["after"], c["report"], c["report_json"], c["ref_text"],
+                                  c["transcript"], c["detected"]], api_visibility="private")
+        api_report = gr.JSON(visible=False)
+        api_cleaned = gr.Audio(type="filepath", visible=False)
+        gr.Button(visible=False).click(user_errors(self.prepare_reference),
+                                       inputs=[c["upload"], c["start"], c["end"], *options],
+                                       outputs=[api_cleaned, api_report], api_name="prepare_reference")
+
+        def transcribe_clip(after, upload, language, progress=gr.Progress()):
+            transcript = self.transcribe(after or upload, language, progress)
+            detected = (f"Detected **{transcript['language']}** (probability {transcript['probability']:.2f}); "
+                        f"{len(transcript['words'])} words with timestamps.")
+            return transcript["text"], transcript, detected
+
+        c["transcribe"].click(user_errors(transcribe_clip), inputs=[c["after"], c["upload"], c["language"]],
+                              outputs=[c["ref_text"], c["transcript"], c["detected"]], api_visibility="private")
+        api_transcript = gr.JSON(visible=False)
+        gr.Button(visible=False).click(user_errors(self.transcribe), inputs=[c["upload"], c["language"]],
+                                       outputs=api_transcript, api_name="transcribe")
+
+        def trimmed(result):
+            path, transcript, note = result
+            report = audio.assess(audio.load(path)).advice()
+            text = transcript["text"] if transcript else gr.skip()
+            return path, transcript, text, note, f"**After trimming:** {report}"
+
+        def suggest_clip(after, transcript):
+            if not after:
+                raise InvalidInput("Clean the clip first; the suggestion trims the cleaned clip.")
+            return trimmed(self.suggest_reference(after, transcript))
+
+        def trim_clip(after, transcript, start, end):
+            if not after:
+                raise InvalidInput("Clean the clip first.")
+            return trimmed(self.trim_reference(after, transcript, start or 0.0, end or 0.0))
+
+        outputs = [c["after"], c["transcript"], c["ref_text"], c["trim_note"], c["report"]]
+        c["suggest"].click(user_errors(suggest_clip), inputs=[c["after"], c["transcript"]], outputs=outputs,
+                           api_visibility="private")
+        c["trim"].click(user_errors(trim_clip), inputs=[c["after"], c["transcript"], c["start"], c["end"]],
+                        outputs=outputs, api_visibility="private")
+
+        def use_clip(after, ref_text):
+            if not after:
+                raise InvalidInput("Clean the clip first (Clean and check).")
+            report = audio.assess(audio.load(after))
+            if not report.ok:
+                problems = " ".join(i.message for i in report.issues if i.level == "error")
+                raise InvalidInput(f"This reference cannot be used yet: {problems}")
+            return after, ref_text, "", gr.Tabs(selected="preview")
+
+        c["use"].click(user_errors(use_clip), inputs=[c["after"], c["ref_text"]],
+                       outputs=[preview["reference"], preview["ref_text"], preview["voice"], tabs],
+                       api_visibility="private")
 
     def _preview_tab(self, status) -> dict:
         default = self.library.default()
@@ -289,12 +459,12 @@ class StudioUI:
             user_errors(self.preview_stream), inputs=inputs, outputs=[player, output, summary],
             api_visibility="private", concurrency_limit=self.settings.concurrency,
         )
-        streamed.then(self.status, outputs=status, api_visibility="private")
+        streamed.then(self.refresh_status, outputs=status, api_visibility="private")
         one_shot = synthesize.click(
             user_errors(self.synthesize), inputs=inputs, outputs=[output, summary],
             api_name="synthesize", concurrency_limit=self.settings.concurrency,
         )
-        one_shot.then(self.status, outputs=status, api_visibility="private")
+        one_shot.then(self.refresh_status, outputs=status, api_visibility="private")
         stop.click(None, cancels=[streamed, one_shot])
         # Scripts: a plain WAV output reaches gradio_client as one file per chunk.
         api_chunks = gr.Audio(type="numpy", format="wav", visible=False)

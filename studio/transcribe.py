@@ -1,0 +1,209 @@
+"""Whisper transcription of reference clips, with word timestamps for trimming.
+
+ICL cloning collapses when `ref_text` does not match the audio word for word,
+so the transcript keeps its words' times: a trim cuts the text at the same
+words (`Transcript.slice`), and `suggest_span` picks a 3-15 s stretch that
+starts and ends at word, ideally sentence, boundaries.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import audio
+from .errors import InvalidInput, ModelUnavailable
+
+log = logging.getLogger(__name__)
+
+WHISPER_RATE = 16000
+# Qwen3-TTS language names and Whisper's codes for them.
+LANGUAGE_CODES = {"Chinese": "zh", "English": "en", "Japanese": "ja", "Korean": "ko", "German": "de",
+                  "French": "fr", "Russian": "ru", "Portuguese": "pt", "Spanish": "es", "Italian": "it"}
+SENTENCE_ENDS = tuple("。．.!?！？…")
+
+
+@dataclass(frozen=True)
+class Word:
+    start: float
+    end: float
+    text: str
+    probability: float = 1.0
+
+
+@dataclass
+class Transcript:
+    text: str
+    language: str  # Qwen3-TTS language name when it has one, else Whisper's code
+    language_code: str
+    probability: float
+    words: list[Word] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Transcript":
+        if not isinstance(data, dict):
+            raise InvalidInput("A transcript must be a JSON object with text and words.")
+        try:
+            words = [Word(float(w["start"]), float(w["end"]), str(w["text"]), float(w.get("probability", 1)))
+                     for w in data.get("words") or []]
+            return cls(str(data.get("text") or join_words(words)), str(data.get("language") or "Auto"),
+                       str(data.get("language_code") or ""), float(data.get("probability") or 0), words)
+        except (KeyError, TypeError, ValueError) as error:
+            raise InvalidInput("The transcript's words need start, end and text.") from error
+
+    def slice(self, start: float, end: float) -> "Transcript":
+        """The words inside [start, end) with times relative to `start`: the text follows the trim."""
+        kept = [Word(max(0.0, w.start - start), max(0.0, w.end - start), w.text, w.probability)
+                for w in self.words if start <= (w.start + w.end) / 2 < end]
+        return Transcript(join_words(kept), self.language, self.language_code, self.probability, kept)
+
+    def cut_words(self, start: float, end: float) -> list[Word]:
+        """Words that a trim at [start, end) would cut in two."""
+        return [w for w in self.words if (w.start < start < w.end - 0.02) or (w.start + 0.02 < end < w.end)]
+
+
+@dataclass(frozen=True)
+class Span:
+    start: float
+    end: float
+    text: str
+    note: str = ""
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+def join_words(words: list[Word]) -> str:
+    return "".join(w.text for w in words).strip()
+
+
+def _ends_sentence(word: Word) -> bool:
+    return word.text.strip().endswith(SENTENCE_ENDS)
+
+
+def suggest_span(transcript: Transcript, duration: float, shortest: float = 3.0, longest: float = 15.0) -> Span:
+    """A stretch of 3-15 s starting and ending at word boundaries, preferring whole sentences."""
+    words = transcript.words
+    if not words:
+        raise InvalidInput("Transcribe the clip first: the suggestion needs word timestamps.")
+
+    def bounds(i: int, j: int) -> tuple[float, float]:
+        before = words[i - 1].end if i > 0 else 0.0
+        after = words[j + 1].start if j + 1 < len(words) else duration
+        start = max(before + (words[i].start - before) / 2, words[i].start - 0.15, 0.0)
+        end = min(after - (after - words[j].end) / 2, words[j].end + 0.2, duration)
+        return start, end
+
+    best, best_score = None, -1.0
+    for i in range(len(words)):
+        starts_sentence = i == 0 or _ends_sentence(words[i - 1])
+        for j in range(i, len(words)):
+            start, end = bounds(i, j)
+            length = end - start
+            if length > longest:
+                break
+            if length < shortest:
+                continue
+            score = 2.0 * starts_sentence + 2.0 * _ends_sentence(words[j]) + min(length, 10.0) / 10.0
+            if score > best_score:
+                best, best_score = (i, j, start, end), score
+    if best is None:
+        start, end = bounds(0, len(words) - 1)
+        return Span(start, end, join_words(words), note=f"The speech is only {end - start:.1f} s long; "
+                                                            "3-15 s works best.")
+    i, j, start, end = best
+    return Span(start, end, join_words(words[i:j + 1]))
+
+
+def default_whisper_model(device: str) -> str:
+    return "large-v3-turbo" if device == "cuda" else "small"
+
+
+class Transcriber:
+    """faster-whisper, loaded on first use and shared; one transcription at a time."""
+
+    def __init__(self, model: str = "auto", device: str = "auto"):
+        self.requested = model
+        self.device = device
+        self._model = None
+        self._lock = threading.Lock()
+        self.name: str | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def load(self, progress=None):
+        if self._model is not None:
+            return self._model
+        with self._lock:
+            if self._model is None:
+                self._model = self._load(progress)
+        return self._model
+
+    def _load(self, progress):
+        from faster_whisper import WhisperModel
+
+        device = self.device
+        if device in ("auto", "mps"):
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        name = default_whisper_model(device) if self.requested == "auto" else self.requested
+        local = Path(name).expanduser()
+        if local.exists() and not (local / "model.bin").is_file():
+            raise ModelUnavailable(f"{local} has no model.bin: it is not a faster-whisper model folder.")
+        if progress:
+            progress(f"Loading Whisper model {name} ...")
+        try:
+            model = WhisperModel(str(local) if local.exists() else name, device=device,
+                                 compute_type="float16" if device == "cuda" else "int8")
+        except Exception as error:  # noqa: BLE001 - any load failure gets the same advice
+            raise ModelUnavailable(
+                f"Could not load the Whisper model {name!r}: {str(error).splitlines()[0] if str(error) else error!r}. "
+                "If this machine is offline, download a faster-whisper model elsewhere and start with "
+                "--whisper-model /path/to/folder."
+            ) from error
+        self.name = name
+        log.info("loaded Whisper %s on %s", name, device)
+        return model
+
+    def transcribe(self, clip: audio.Clip, language: str | None = "Auto", progress=None) -> Transcript:
+        """Transcribe with word timestamps; `language` is a Qwen name, a Whisper code, or Auto."""
+        code = language_code(language)
+        model = self.load(progress)
+        samples = audio.resample(clip, WHISPER_RATE).samples
+        if not len(samples) or audio.is_silent(clip):
+            raise InvalidInput("The clip is silent: there is nothing to transcribe.")
+        with self._lock:
+            segments, info = model.transcribe(np.ascontiguousarray(samples, dtype=np.float32), language=code,
+                                              word_timestamps=True, beam_size=5, vad_filter=False,
+                                              condition_on_previous_text=False)
+            words = [Word(round(float(w.start), 3), round(float(w.end), 3), w.word, round(float(w.probability), 3))
+                     for segment in segments for w in (segment.words or [])]
+        detected = info.language
+        name = next((n for n, c in LANGUAGE_CODES.items() if c == detected), detected)
+        return Transcript(join_words(words), name, detected, round(float(info.language_probability), 3), words)
+
+
+def language_code(language: str | None) -> str | None:
+    value = (language or "Auto").strip()
+    if value.lower() == "auto":
+        return None
+    for name, code in LANGUAGE_CODES.items():
+        if value.lower() in (name.lower(), code):
+            return code
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    if value.lower() in _LANGUAGE_CODES:
+        return value.lower()
+    raise InvalidInput(f"Whisper does not know the language {value!r}. Use Auto or one of: "
+                       f"{', '.join(LANGUAGE_CODES)}.")
