@@ -85,8 +85,17 @@ def join_words(words: list[Word]) -> str:
     return "".join(w.text for w in words).strip()
 
 
-def _ends_sentence(word: Word) -> bool:
-    return word.text.strip().endswith(SENTENCE_ENDS)
+def _sentence_ends(words: list[Word], pause: float = 0.35) -> list[bool]:
+    """After which words a sentence ends: punctuation, a clear pause, or the last word.
+
+    Whisper often drops Japanese punctuation, so pauses count as well.
+    """
+    ends = []
+    for i, word in enumerate(words):
+        last = i + 1 == len(words)
+        gap = 0.0 if last else words[i + 1].start - word.end
+        ends.append(last or word.text.strip().endswith(SENTENCE_ENDS) or gap >= pause)
+    return ends
 
 
 def suggest_span(transcript: Transcript, duration: float, shortest: float = 3.0, longest: float = 15.0) -> Span:
@@ -102,9 +111,10 @@ def suggest_span(transcript: Transcript, duration: float, shortest: float = 3.0,
         end = min(after - (after - words[j].end) / 2, words[j].end + 0.2, duration)
         return start, end
 
+    ends = _sentence_ends(words)
     best, best_score = None, -1.0
     for i in range(len(words)):
-        starts_sentence = i == 0 or _ends_sentence(words[i - 1])
+        starts_sentence = i == 0 or ends[i - 1]
         for j in range(i, len(words)):
             start, end = bounds(i, j)
             length = end - start
@@ -112,7 +122,7 @@ def suggest_span(transcript: Transcript, duration: float, shortest: float = 3.0,
                 break
             if length < shortest:
                 continue
-            score = 2.0 * starts_sentence + 2.0 * _ends_sentence(words[j]) + min(length, 10.0) / 10.0
+            score = 2.0 * starts_sentence + 2.0 * ends[j] + min(length, 10.0) / 10.0
             if score > best_score:
                 best, best_score = (i, j, start, end), score
     if best is None:

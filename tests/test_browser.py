@@ -1,5 +1,7 @@
 """The web UI in a real browser (Debian chromium driven by Playwright)."""
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -48,7 +50,7 @@ def test_preview_shows_a_clear_error_for_empty_text(page):
 def test_preview_streams_then_offers_the_take(page, ja_clips):
     entry = ja_clips[0]
     page.get_by_role("tab", name="Preview").click()
-    page.locator("input[type=file]").first.set_input_files(str(entry["path"]))
+    page.locator("#preview-reference input[type=file]").set_input_files(str(entry["path"]))
     page.get_by_label("Reference transcript (ref_text)").fill(entry["text"])
     page.get_by_label("Text to speak").fill("Hello from the browser.")
     page.get_by_text("Sampling").click()
@@ -64,7 +66,7 @@ def test_preview_streams_then_offers_the_take(page, ja_clips):
 def test_save_a_voice_and_find_it_after_reload(page, browser, live_server, ja_clips):
     entry = ja_clips[2]
     page.get_by_role("tab", name="Preview").click()
-    page.locator("input[type=file]").first.set_input_files(str(entry["path"]))
+    page.locator("#preview-reference input[type=file]").set_input_files(str(entry["path"]))
     page.get_by_label("Reference transcript (ref_text)").fill(entry["text"])
     page.get_by_role("tab", name="Library").click()
     page.locator("#save-name textarea, #save-name input").first.fill("Browser Voice")
@@ -82,3 +84,30 @@ def test_save_a_voice_and_find_it_after_reload(page, browser, live_server, ja_cl
     fresh.get_by_role("tab", name="Preview", selected=True).wait_for(timeout=30000)
     assert fresh.locator("#preview-voice input").first.input_value() == "Browser Voice"
     fresh.close()
+
+
+def test_reference_tab_cleans_transcribes_and_trims(page, ja_clips, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    # Three sentences with pauses: long enough for a suggested span to cut something off.
+    gap = np.zeros(14400, np.float32)
+    joined = np.concatenate([part for e in ja_clips for part in (sf.read(e["path"], dtype="float32")[0], gap)])
+    path = tmp_path / "three_sentences.wav"
+    sf.write(path, joined, 24000)
+
+    page.get_by_role("tab", name="Reference").click()
+    page.locator("#reference-upload input[type=file]").set_input_files(str(path))
+    page.get_by_role("button", name="Clean and check").click()
+    expect(page.locator("#reference-report")).to_contain_text("After cleaning", timeout=60000)
+    page.get_by_role("button", name="Transcribe").click()
+    expect(page.locator("#reference-detected")).to_contain_text("Japanese", timeout=120000)
+    text = page.locator("#reference-text textarea")
+    expect(text).to_have_value(re.compile("会議"), timeout=30000)
+    full = text.input_value()
+    page.get_by_role("button", name="Trim to a suggested 3-15 s span").click()
+    expect(page.locator("#reference-trim-note")).to_contain_text("Kept", timeout=60000)
+    assert len(text.input_value()) <= len(full)
+    page.get_by_role("button", name="Use in Preview").click()
+    page.get_by_role("tab", name="Preview", selected=True).wait_for(timeout=30000)
+    assert page.get_by_label("Reference transcript (ref_text)").input_value() == text.input_value()
