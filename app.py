@@ -13,6 +13,7 @@ import sys
 from studio.config import Settings
 from studio.engine import Engine
 from studio.errors import StudioError
+from studio.transcribe import Transcriber
 from studio.ui import build_app
 
 
@@ -24,13 +25,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     engine = Engine(settings)
+    transcriber = Transcriber(settings.whisper_model, settings.device)
     if settings.preload:
-        try:
-            engine.load(progress=print)
-        except StudioError as error:
-            # The studio still serves its page; synthesis reports the same message.
-            logging.getLogger("studio").error("%s", error)
-    demo = build_app(settings, engine)
+        for model in (engine, transcriber):
+            try:
+                model.load(progress=print)
+            except StudioError as error:
+                # The studio still serves its page; using that model reports the same message.
+                logging.getLogger("studio").error("%s", error)
+    demo = build_app(settings, engine, transcriber)
     demo.queue(default_concurrency_limit=settings.concurrency)
     demo.launch(
         server_name=settings.host,

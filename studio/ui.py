@@ -304,7 +304,9 @@ class StudioUI:
                 with gr.Tab("Preview", id="preview"):
                     preview = self._preview_tab(status)
                 with gr.Tab("Compare", id="compare"):
-                    gr.Markdown("Compare several voices or cloning modes on the same line.")
+                    gr.Markdown("Side-by-side comparison of voices and cloning modes, with measured speaker "
+                                "similarity and intelligibility, is not built yet. Until then, use Preview with a "
+                                "fixed seed to compare takes one after another.")
                 with gr.Tab("Library", id="library") as library_tab:
                     self._library_tab(preview, tabs, library_tab)
             self._connect_reference(reference_tab, preview, tabs)
@@ -446,7 +448,7 @@ class StudioUI:
                     top_k = gr.Slider(0, 200, value=50, step=1, label="Top-k")
                     repetition_penalty = gr.Slider(1, 2, value=1.05, step=0.01, label="Repetition penalty")
                     seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
-                    max_frames = gr.Number(value=0, precision=0, label="Max length in frames (0 = from text)")
+                    max_frames = gr.Number(value=0, precision=0, label="Max frames per sentence (0 = from text)")
                 with gr.Row():
                     stream_button = gr.Button("Stream", variant="primary")
                     synthesize = gr.Button("Synthesize (one shot)")
@@ -604,5 +606,5 @@ class StudioUI:
                   api_visibility="private")
 
 
-def build_app(settings: Settings, engine: Engine | None = None) -> gr.Blocks:
-    return StudioUI(settings, engine).build()
+def build_app(settings: Settings, engine: Engine | None = None, transcriber: Transcriber | None = None) -> gr.Blocks:
+    return StudioUI(settings, engine, transcriber=transcriber).build()

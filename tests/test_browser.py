@@ -54,7 +54,7 @@ def test_preview_streams_then_offers_the_take(page, ja_clips):
     page.get_by_label("Reference transcript (ref_text)").fill(entry["text"])
     page.get_by_label("Text to speak").fill("Hello from the browser.")
     page.get_by_text("Sampling").click()
-    page.get_by_label("Max length in frames (0 = from text)").fill("24")
+    page.get_by_label("Max frames per sentence (0 = from text)").fill("24")
     page.get_by_role("button", name="Stream", exact=True).click()
     summary = page.locator("#take-summary")
     summary.get_by_text("first audio after").wait_for(timeout=60000)
