@@ -48,7 +48,7 @@ def settings(tiny_checkpoint, whisper_dir, tmp_path_factory):
     from studio.config import Settings
 
     return Settings(model=str(tiny_checkpoint), voices_dir=tmp_path_factory.mktemp("voices"),
-                    whisper_model=str(whisper_dir), device="cpu")
+                    whisper_model=str(whisper_dir), device="cpu", dtype="float32")
 
 
 @pytest.fixture(scope="session")

@@ -5,13 +5,16 @@ import pytest
 
 from studio import audio
 from studio.config import Settings
-from studio.engine import (Engine, Sampling, SynthesisRequest, choose_runtime, frame_budget, model_fingerprint)
+from studio.engine import (Engine, Sampling, SynthesisRequest, choose_runtime, fastest_cpu_dtype, frame_budget,
+                           model_fingerprint)
 from studio.errors import AudioError, InvalidInput, ModelUnavailable
 
 
 def test_runtime_on_cpu_machine():
     runtime = choose_runtime(Settings(device="auto"))
-    assert runtime.device == "cpu" and runtime.dtype == "float32" and runtime.attn == "sdpa"
+    assert runtime.device == "cpu" and runtime.attn == "sdpa"
+    assert runtime.dtype == fastest_cpu_dtype() in ("float32", "bfloat16")
+    assert choose_runtime(Settings(device="cpu", dtype="float32")).dtype == "float32"
 
 
 def test_flash_attention_refused_without_cuda():
