@@ -28,13 +28,21 @@ def real_size_checkpoint(cache: str | None) -> Path:
 
 
 def interleaved(runs: dict, repeats: int) -> dict[str, list[float]]:
-    """Time each callable `repeats` times, alternating them so machine load hits all alike."""
+    """Time each callable `repeats` times, alternating them so machine load hits all alike.
+
+    Every call runs on one shared worker thread, as Gradio runs handlers on its worker
+    threads: on CPU, torch work on a non-main thread measured 20-40% slower than on the
+    main thread here, so timing one contender on the main thread would not be a fair race.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, fn in runs.items():
-            started = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - started)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench") as worker:
+        for _ in range(repeats):
+            for name, fn in runs.items():
+                started = time.perf_counter()
+                worker.submit(fn).result()
+                times[name].append(time.perf_counter() - started)
     return times
 
 

@@ -225,9 +225,13 @@ class Library:
     def _read_voice(self, folder: Path) -> Voice | None:
         try:
             data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-            return self._voice_from_manifest(data, folder.name)
+            voice = self._voice_from_manifest(data, folder.name)
         except (OSError, ValueError, TypeError, StudioError):
             return None  # a damaged or foreign folder is skipped, never fatal
+        # The prompt files are the truth: caching a prompt never rewrites the manifest.
+        voice.prompts = sorted(p.stem for p in (folder / PROMPTS).glob("*.safetensors")
+                               if FINGERPRINT_RE.match(p.stem))
+        return voice
 
     @staticmethod
     def _voice_from_manifest(data: dict, folder: str) -> Voice:
@@ -523,9 +527,6 @@ class Library:
             current = self.find(voice.name)
             if current is not None and current.folder == voice.folder:
                 write_atomic(cached, prompt_bytes(prompt))
-                if fingerprint not in current.prompts:
-                    current.prompts.append(fingerprint)
-                    self._update(current)
         return prompt
 
     # -- export and import -------------------------------------------------------------------
@@ -556,13 +557,10 @@ class Library:
             audio.require_speech_level(clip)
         elif voice.has_reference:
             raise InvalidInput("The voice file has no reference.wav.")
-        for fingerprint in list(voice.prompts):
-            data = files.get(f"{PROMPTS}/{fingerprint}.safetensors")
-            if data is None:
-                voice.prompts.remove(fingerprint)
-                continue
-            _check_prompt_tensors(data, voice.mode)
-        voice.prompts = [p for p in voice.prompts if f"{PROMPTS}/{p}.safetensors" in files]
+        voice.prompts = sorted(name[len(PROMPTS) + 1: -len(".safetensors")] for name in files
+                               if name.startswith(PROMPTS + "/"))
+        for fingerprint in voice.prompts:
+            _check_prompt_tensors(files[f"{PROMPTS}/{fingerprint}.safetensors"], voice.mode)
         keep = {MANIFEST, REFERENCE, PREVIEW, *(f"{PROMPTS}/{p}.safetensors" for p in voice.prompts)}
         if voice.original:
             keep.add(voice.original)
