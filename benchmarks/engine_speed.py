@@ -20,7 +20,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--checkpoint", default=None)
-    parser.add_argument("--dtypes", default="float32", help="comma list; the first is the headline run")
+    parser.add_argument("--dtypes", default="auto", help="comma list, e.g. float32,bfloat16")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
 

@@ -1,6 +1,6 @@
 """Streaming vs one-shot `generate_voice_clone` on the same checkpoint and frames.
 
-    python benchmarks/streaming_speed.py [--frames 30] [--repeats 3] [--checkpoint DIR] [--first 2]
+    python benchmarks/streaming_speed.py [--frames 30] [--repeats 3] [--checkpoint DIR] [--first 2] [--dtype auto]
 
 Prints time to first audio and total time of our stream, the official one-shot
 total, and the ratios the streaming issue sets targets for: time to first audio
@@ -20,6 +20,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="auto")
     parser.add_argument("--first", type=int, default=2, help="frames in the first chunk")
     args = parser.parse_args()
 
@@ -32,7 +33,7 @@ def main() -> None:
     from studio.engine import Engine, Sampling, SynthesisRequest
     from studio.streaming import ChunkPlan, stream
 
-    engine = Engine(Settings(model=str(real_size_checkpoint(args.checkpoint)), device=args.device))
+    engine = Engine(Settings(model=str(real_size_checkpoint(args.checkpoint)), device=args.device, dtype=args.dtype))
     engine.load()
     prompt = engine.make_prompt(audio.load(FIXTURE), FIXTURE_TEXT, "icl")
     official = engine.model
