@@ -233,8 +233,12 @@ class StudioUI:
                 for v in self.library.list(query or "")]
 
     def save_voice(self, name, reference, ref_text=None, language="Japanese", mode="icl", notes=None, tags=None,
-                   preview=None) -> dict:
-        """Save a reference clip (and optionally an approved take) as a named voice."""
+                   preview=None, original=None) -> dict:
+        """Save a reference clip (and optionally an approved take) as a named voice.
+
+        The clip is stored as given, at 24 kHz mono: clean it first (Reference tab or
+        /prepare_reference). `original` is the raw upload it came from, kept beside it.
+        """
         clip = self.reference_clip(reference)
         prompt = None
         try:
@@ -245,7 +249,8 @@ class StudioUI:
         if preview is not None:
             rate, samples = preview
             preview_audio = (audio.from_array(samples, rate).samples, rate)
-        original = (Path(reference).name, Path(reference).read_bytes())
+        source = Path(original) if original and Path(original).is_file() else Path(reference)
+        original = (source.name, source.read_bytes())
         voice = self.library.save(name, clip, ref_text or "", language, mode, prompt=prompt, notes=notes or "",
                                   tags=tags, original=original, preview=preview_audio)
         return voice.summary()
@@ -411,17 +416,18 @@ class StudioUI:
         c["trim"].click(user_errors(trim_clip), inputs=[c["after"], c["transcript"], c["start"], c["end"]],
                         outputs=outputs, api_visibility="private")
 
-        def use_clip(after, ref_text):
+        def use_clip(after, ref_text, upload):
             if not after:
                 raise InvalidInput("Clean the clip first (Clean and check).")
             report = audio.assess(audio.load(after))
             if not report.ok:
                 problems = " ".join(i.message for i in report.issues if i.level == "error")
                 raise InvalidInput(f"This reference cannot be used yet: {problems}")
-            return after, ref_text, "", gr.Tabs(selected="preview")
+            return after, ref_text, "", upload, gr.Tabs(selected="preview")
 
-        c["use"].click(user_errors(use_clip), inputs=[c["after"], c["ref_text"]],
-                       outputs=[preview["reference"], preview["ref_text"], preview["voice"], tabs],
+        c["use"].click(user_errors(use_clip), inputs=[c["after"], c["ref_text"], c["upload"]],
+                       outputs=[preview["reference"], preview["ref_text"], preview["voice"], preview["original"],
+                                tabs],
                        api_visibility="private")
 
     def _preview_tab(self, status) -> dict:
@@ -474,7 +480,10 @@ class StudioUI:
         api_button = gr.Button(visible=False)
         api_button.click(user_errors(self.stream), inputs=inputs, outputs=api_chunks, api_name="stream",
                          concurrency_limit=self.settings.concurrency)
-        return dict(voice=voice, reference=reference, ref_text=ref_text, mode=mode, take=output)
+        # The raw upload behind a reference cleaned on the Reference tab; a direct upload here clears it.
+        original = gr.State(None)
+        reference.upload(lambda: None, outputs=original, api_visibility="private")
+        return dict(voice=voice, reference=reference, ref_text=ref_text, mode=mode, take=output, original=original)
 
     def _library_tab(self, preview: dict, tabs, library_tab) -> None:
         with gr.Row():
@@ -548,14 +557,15 @@ class StudioUI:
         def take_if_wanted(keep, take):
             return take if keep else None
 
-        def save_from_preview(name, reference, ref_text, language, mode, notes, tags, keep, take):
+        def save_from_preview(name, reference, ref_text, language, mode, notes, tags, keep, take, original):
             voice = self.save_voice(name, reference, ref_text, language, mode, notes, tags,
-                                    take_if_wanted(keep, take))
+                                    take_if_wanted(keep, take), original)
             return voice, f"Saved {voice['name']!r}.", gr.update(value=voice["name"])
 
         saved = save.click(user_errors(save_from_preview),
                            inputs=[save_name, preview["reference"], preview["ref_text"], save_language,
-                                   preview["mode"], save_notes, save_tags, with_take, preview["take"]],
+                                   preview["mode"], save_notes, save_tags, with_take, preview["take"],
+                                   preview["original"]],
                            outputs=[result, message, save_name], api_visibility="private")
         after(saved, save_name)
         # The API form of saving: upload + fields, no dependency on the Preview tab.

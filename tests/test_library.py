@@ -357,3 +357,17 @@ def test_shipped_sample_voice_is_valid():
     assert library.default().name == voice.name
     clip = library.reference(voice)
     assert 3 <= clip.duration <= 15 and clip.rate == 24000
+
+
+def test_saving_a_cleaned_reference_keeps_the_raw_upload(settings, engine, ja_clips, tmp_path):
+    from studio.ui import StudioUI
+
+    ui = StudioUI(settings.replace(voices_dir=tmp_path / "ui-voices"), engine)
+    raw = ja_clips[2]["path"]
+    cleaned, report = ui.prepare_reference(str(raw))
+    assert report["after"]["ok"]
+    ui.save_voice("Kept", cleaned, ja_clips[2]["text"], "Japanese", "icl", original=str(raw))
+    folder = ui.library.path(ui.library.get("Kept"))
+    assert (folder / "original.flac").read_bytes() == Path(raw).read_bytes()
+    reference = audio.load(folder / "reference.wav")
+    assert reference.rate == 24000 and abs(reference.duration - audio.load(cleaned).duration) < 0.01
