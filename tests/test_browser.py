@@ -111,3 +111,22 @@ def test_reference_tab_cleans_transcribes_and_trims(page, ja_clips, tmp_path):
     page.get_by_role("button", name="Use in Preview").click()
     page.get_by_role("tab", name="Preview", selected=True).wait_for(timeout=30000)
     assert page.get_by_label("Reference transcript (ref_text)").input_value() == text.input_value()
+
+
+def test_stop_button_ends_generation(page, ja_clips):
+    import threading
+    import time
+
+    entry = ja_clips[0]
+    page.get_by_role("tab", name="Preview").click()
+    page.locator("#preview-reference input[type=file]").set_input_files(str(entry["path"]))
+    page.get_by_label("Reference transcript (ref_text)").fill(entry["text"])
+    page.get_by_text("Sampling").click()
+    page.get_by_label("Max frames per sentence (0 = from text)").fill("2000")
+    page.get_by_role("button", name="Stream", exact=True).click()
+    expect(page.locator("#take-summary")).to_contain_text("Streaming", timeout=60000)
+    page.get_by_role("button", name="Stop").click()
+    deadline = time.time() + 15
+    while time.time() < deadline and [t for t in threading.enumerate() if t.name == "studio-generate"]:
+        time.sleep(0.05)
+    assert not [t for t in threading.enumerate() if t.name == "studio-generate"]

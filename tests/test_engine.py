@@ -151,3 +151,26 @@ def test_fingerprint_tells_checkpoints_apart(tiny_checkpoint, tmp_path):
 def test_frame_budget_grows_with_text_and_is_capped():
     assert frame_budget("Hi") < frame_budget("Hello there, a longer sentence.")
     assert frame_budget("x" * 100000) == 4096
+
+
+def test_concurrent_requests_share_one_model_safely(engine, ja_clip):
+    """Threads synthesizing at once get exactly what they would get one after another."""
+    import threading
+
+    clip, text = ja_clip
+    prompt = engine.make_prompt(clip, text, "icl")
+    requests = [SynthesisRequest(f"Request number {i}.", "English", prompt, Sampling(seed=i, max_frames=6))
+                for i in range(4)]
+    expected = [engine.synthesize(r)[0] for r in requests]
+    results = [None] * len(requests)
+
+    def run(i):
+        results[i] = engine.synthesize(requests[i])[0]
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(requests))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got, want in zip(results, expected):
+        np.testing.assert_array_equal(got, want)
