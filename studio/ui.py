@@ -130,18 +130,23 @@ class StudioUI:
         return self.engine.check_request(SynthesisRequest(text, language, prompt, sampling))
 
     # -- reference endpoints -----------------------------------------------------------------
-    def prepare_reference(self, reference, start=0.0, end=0.0, mono=True, resample=True, remove_dc=True,
-                          trim_silence=True, normalize=True, denoise=False, hum="off", tail_ms=150):
-        """Trim and clean an upload: returns the cleaned 24 kHz WAV and the quality report (JSON)."""
+    def clean_reference(self, reference, start, end, options: audio.CleanOptions):
+        """The trimmed upload and its cleaned version, with the report of what cleaning did."""
         clip = self.reference_clip(reference)
         if start or end:
             clip = audio.trim(clip, start or 0.0, end or None)
+        cleaned, report = audio.clean(clip, options)
+        return clip, cleaned, report
+
+    def prepare_reference(self, reference, start=0.0, end=0.0, mono=True, resample=True, remove_dc=True,
+                          trim_silence=True, normalize=True, denoise=False, hum="off", tail_ms=150):
+        """Trim and clean an upload: returns the cleaned 24 kHz WAV and the quality report (JSON)."""
         if hum not in {value for _, value in HUM_CHOICES}:
             raise InvalidInput("Hum filter must be off, auto, 50 or 60.")
         options = audio.CleanOptions(mono=bool(mono), resample=bool(resample), remove_dc=bool(remove_dc),
                                      trim_silence=bool(trim_silence), normalize=bool(normalize),
                                      tail_ms=int(tail_ms or 0), denoise=bool(denoise), hum=hum)
-        cleaned, report = audio.clean(clip, options)
+        _, cleaned, report = self.clean_reference(reference, start, end, options)
         return self._wav(cleaned, "reference"), report.to_dict()
 
     def transcribe(self, reference, language="Japanese", progress=gr.Progress()):
@@ -362,15 +367,15 @@ class StudioUI:
         options = [c[k] for k in ("mono", "resample", "remove_dc", "trim_silence", "normalize", "denoise", "hum",
                                   "tail_ms")]
 
-        def clean_clip(upload, start, end, *opts):
-            path, report = self.prepare_reference(upload, start, end, *opts)
-            clip = self.reference_clip(upload)
-            if start or end:
-                clip = audio.trim(clip, start or 0.0, end or None)
-            steps = "\n".join(f"- {step}" for step in report["steps"])
-            after = audio.assess(audio.load(path))
-            text = f"**After cleaning:** {after.advice()}\n\n**Steps:**\n{steps}"
-            return (self._wav(clip, "before"), path, text, report, "", None,
+        def clean_clip(upload, start, end, mono, resample, remove_dc, trim_silence, normalize, denoise, hum,
+                       tail_ms):
+            options = audio.CleanOptions(mono=mono, resample=resample, remove_dc=remove_dc,
+                                         trim_silence=trim_silence, normalize=normalize, denoise=denoise, hum=hum,
+                                         tail_ms=int(tail_ms or 0))
+            before, cleaned, report = self.clean_reference(upload, start, end, options)
+            steps = "\n".join(f"- {step}" for step in report.steps) or "- none switched on"
+            text = f"**After cleaning:** {report.after.advice()}\n\n**Steps:**\n{steps}"
+            return (self._wav(before, "before"), self._wav(cleaned, "reference"), text, report.to_dict(), "", None,
                     "The audio changed: transcribe it again.")
 
         c["clean"].click(user_errors(clean_clip), inputs=[c["upload"], c["start"], c["end"], *options],
