@@ -94,7 +94,11 @@ class StudioUI:
         self.files = Path(tempfile.mkdtemp(prefix="voice-studio-"))
 
     def _wav(self, clip: audio.Clip, stem: str) -> str:
-        """Write a clip for Gradio to serve; Gradio copies it into its own cache."""
+        """Write a clip for Gradio to serve (Gradio copies it into its own cache); drop ours after an hour."""
+        cutoff = time.time() - 3600
+        for old in self.files.glob("*"):
+            if old.stat().st_mtime < cutoff:
+                old.unlink(missing_ok=True)
         path = self.files / f"{stem}-{time.time_ns()}.wav"
         audio.write_wav(clip.samples, clip.rate, path)
         return str(path)
