@@ -45,7 +45,7 @@ def main() -> None:
     def ours():
         started = time.perf_counter()
         got_first = False
-        for chunk in stream(engine, request, plan=ChunkPlan(first=args.first)):
+        for _ in stream(engine, request, plan=ChunkPlan(first=args.first)):
             if not got_first:
                 first_audio.append(time.perf_counter() - started)
                 got_first = True

@@ -12,7 +12,6 @@ import io
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 import soundfile as sf
 
 from .errors import AudioError
+from .files import write_atomic
 
 MODEL_RATE = 24000
 SILENCE_PEAK = 1e-4
@@ -126,20 +126,8 @@ def to_wav_bytes(samples: np.ndarray, rate: int) -> bytes:
 
 
 def write_wav(samples: np.ndarray, rate: int, path: str | os.PathLike) -> Path:
-    """Write 16-bit PCM WAV atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(to_wav_bytes(samples, rate))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write 16-bit PCM WAV atomically."""
+    return write_atomic(path, to_wav_bytes(samples, rate))
 
 
 def _to_float(data: np.ndarray) -> np.ndarray:

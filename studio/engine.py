@@ -18,13 +18,16 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from . import audio
 from .config import Settings
 from .errors import InvalidInput, ModelUnavailable
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +133,7 @@ def choose_runtime(settings: Settings) -> Runtime:
 def fastest_cpu_dtype() -> str:
     """bfloat16 where this CPU runs it natively (about 2x faster per frame), else float32.
 
-    Measured with a matmul of the talker's shape; CPUs without bf16 units run it
+    Measured with a small matmul (about 20 ms); CPUs without bf16 units run it
     many times slower, so the choice is made per machine, once.
     """
     import torch
@@ -158,7 +161,7 @@ def model_fingerprint(directory: str | Path) -> str:
     directory = Path(directory)
     digest = hashlib.sha256()
     for path in sorted(directory.rglob("*")):
-        if path.name.endswith(".json") and path.name in ("config.json",):
+        if path.name == "config.json":
             digest.update(path.read_bytes())
         elif path.suffix == ".safetensors":
             size = path.stat().st_size
@@ -201,6 +204,7 @@ class Engine:
         self._load_lock = threading.Lock()
         self.generation_lock = threading.Lock()
         self._prompt_cache: OrderedDict[tuple, VoicePrompt] = OrderedDict()
+        self._cache_lock = threading.Lock()  # the cache is shared by request threads
         self.load_error: str | None = None
 
     # -- loading -----------------------------------------------------------------------------
@@ -296,10 +300,11 @@ class Engine:
         audio.require_speech_level(clip)
         clip = audio.resample(clip, SAMPLE_RATE)
         key = (clip.checksum(), ref_text if mode == "icl" else "", mode)
-        cached = self._prompt_cache.get(key)
-        if cached is not None and cached.fingerprint == self.fingerprint:
-            self._prompt_cache.move_to_end(key)
-            return cached
+        with self._cache_lock:
+            cached = self._prompt_cache.get(key)
+            if cached is not None and cached.fingerprint == self.fingerprint:
+                self._prompt_cache.move_to_end(key)
+                return cached
         model = self.model
         with self.generation_lock:
             item = model.create_voice_clone_prompt(
@@ -313,9 +318,10 @@ class Engine:
             ref_text=ref_text,
             fingerprint=self.fingerprint,
         )
-        self._prompt_cache[key] = prompt
-        while len(self._prompt_cache) > 16:
-            self._prompt_cache.popitem(last=False)
+        with self._cache_lock:
+            self._prompt_cache[key] = prompt
+            while len(self._prompt_cache) > 16:
+                self._prompt_cache.popitem(last=False)
         return prompt
 
     # -- synthesis ---------------------------------------------------------------------------

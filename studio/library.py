@@ -26,7 +26,6 @@ import os
 import re
 import shutil
 import stat
-import tempfile
 import unicodedata
 import uuid
 import zipfile
@@ -39,6 +38,7 @@ import numpy as np
 from . import audio
 from .engine import MODES, Engine, VoicePrompt, normalise_language
 from .errors import InvalidInput, StudioError
+from .files import fsync_dir, write_atomic
 
 SCHEMA_VERSION = 1
 MANIFEST = "voice.json"
@@ -86,6 +86,9 @@ class Voice:
         data = asdict(self)
         data.pop("folder")
         return data
+
+    def manifest_bytes(self) -> bytes:
+        return json.dumps(self.manifest(), indent=2, ensure_ascii=False).encode()
 
     def matches(self, query: str) -> bool:
         query = query.strip().lower()
@@ -146,36 +149,6 @@ def _now() -> str:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so readers see the old or the new file, never a torn one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; library files are ordinary files
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def prompt_bytes(prompt: VoicePrompt) -> bytes:
@@ -329,6 +302,10 @@ class Library:
         except (OSError, ValueError):
             return {}
 
+    def _write_index(self, index: dict) -> None:
+        index["schema_version"] = SCHEMA_VERSION
+        write_atomic(self.root / INDEX, json.dumps(index, indent=2).encode())
+
     def default(self) -> Voice | None:
         folder = self._index().get("default")
         if isinstance(folder, str) and FOLDER_RE.match(folder):
@@ -341,8 +318,8 @@ class Library:
         with self._lock():
             voice = self.get(name)
             index = self._index()
-            index.update(schema_version=SCHEMA_VERSION, default=voice.folder)
-            write_atomic(self.root / INDEX, json.dumps(index, indent=2).encode())
+            index["default"] = voice.folder
+            self._write_index(index)
         return voice
 
     # -- saving ------------------------------------------------------------------------------
@@ -380,7 +357,7 @@ class Library:
         if prompt is not None:
             voice.prompts = [prompt.fingerprint]
             files[f"{PROMPTS}/{prompt.fingerprint}.safetensors"] = prompt_bytes(prompt)
-        files[MANIFEST] = json.dumps(voice.manifest(), indent=2, ensure_ascii=False).encode()
+        files[MANIFEST] = voice.manifest_bytes()
         with self._lock():
             if self.find(name) is not None:
                 raise InvalidInput(f"A voice named {name!r} already exists. Pick another name or rename "
@@ -402,20 +379,19 @@ class Library:
                     handle.flush()
                     os.fsync(handle.fileno())
             for directory in {p.parent for p in staging.rglob("*")} | {staging}:
-                _fsync_dir(directory)
+                fsync_dir(directory)
             destination = self.root / folder
             if destination.exists():
                 raise InvalidInput("A voice folder with that name already exists; pick another name.")
             os.rename(staging, destination)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
 
     def _update(self, voice: Voice) -> None:
         voice.updated_at = _now()
-        data = json.dumps(voice.manifest(), indent=2, ensure_ascii=False).encode()
-        write_atomic(self.path(voice) / MANIFEST, data)
+        write_atomic(self.path(voice) / MANIFEST, voice.manifest_bytes())
 
     # -- edits -------------------------------------------------------------------------------
     def rename(self, name: str, new_name: str) -> Voice:
@@ -432,12 +408,12 @@ class Library:
             target = folder_for(new_name)
             if target != voice.folder and not (self.root / target).exists():
                 os.rename(self.path(voice), self.root / target)
-                _fsync_dir(self.root)
+                fsync_dir(self.root)
                 voice.folder = target
                 if was_default:
                     index = self._index()
                     index["default"] = target
-                    write_atomic(self.root / INDEX, json.dumps(index, indent=2).encode())
+                    self._write_index(index)
         return voice
 
     def update_details(self, name: str, notes: str | None = None, tags=None, language: str | None = None) -> Voice:
@@ -465,7 +441,7 @@ class Library:
                      if p.is_file() and not p.is_symlink() and not p.name.endswith(".part")}
             copy = Voice(**{**asdict(voice), "name": new_name, "folder": folder_for(new_name),
                             "created_at": _now(), "updated_at": _now()})
-            files[MANIFEST] = json.dumps(copy.manifest(), indent=2, ensure_ascii=False).encode()
+            files[MANIFEST] = copy.manifest_bytes()
             self._publish(copy.folder, files)
         return copy
 
@@ -477,11 +453,11 @@ class Library:
             trash.mkdir(exist_ok=True)
             stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
             os.rename(self.path(voice), trash / f"{voice.folder}--{stamp}")
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
             index = self._index()
             if index.get("default") == voice.folder:
                 index.pop("default")
-                write_atomic(self.root / INDEX, json.dumps(index, indent=2).encode())
+                self._write_index(index)
         return voice
 
     def trash(self) -> list[Voice]:
@@ -508,7 +484,7 @@ class Library:
                 raise InvalidInput(f"A voice named {voice.name!r} exists again; rename it before restoring.")
             target = folder_for(voice.name)
             os.rename(self.root / voice.folder, self.root / target)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
             voice.folder = target
         return voice
 
@@ -542,7 +518,7 @@ class Library:
         write_atomic(destination, buffer.getvalue())
         return destination
 
-    def import_zip(self, path: str | os.PathLike, engine: Engine | None = None) -> Voice:
+    def import_zip(self, path: str | os.PathLike) -> Voice:
         files = read_voice_zip(Path(path), self.max_upload_bytes)
         try:
             manifest = json.loads(files[MANIFEST].decode("utf-8"))
@@ -572,7 +548,7 @@ class Library:
         with self._lock():
             voice.name = self._free_name(voice.name)
             voice.folder = folder_for(voice.name)
-            files[MANIFEST] = json.dumps(voice.manifest(), indent=2, ensure_ascii=False).encode()
+            files[MANIFEST] = voice.manifest_bytes()
             self._publish(voice.folder, files)
         return voice
 
@@ -620,7 +596,7 @@ class Library:
                       has_reference=False, prompts=[engine.fingerprint],
                       notes="Imported from an official Qwen3-TTS demo voice file (prompt only).")
         files = {f"{PROMPTS}/{engine.fingerprint}.safetensors": prompt_bytes(prompt),
-                 MANIFEST: json.dumps(voice.manifest(), indent=2, ensure_ascii=False).encode()}
+                 MANIFEST: voice.manifest_bytes()}
         with self._lock():
             if self.find(name) is not None:
                 raise InvalidInput(f"A voice named {name!r} already exists. Pick another name.")

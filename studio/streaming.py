@@ -1,9 +1,10 @@
 """True streaming synthesis: audio chunks while the talker is still generating.
 
 qwen-tts' `generate()` has no streaming and drops unknown kwargs, so no streamer
-can be passed. Instead a forward hook on `model.talker` sees every finished frame
-(all 16 code groups, in `out.hidden_states[1]`) while `generate()` runs in a
-worker thread, and hands it over through a queue.
+can be passed. Instead `generate()` runs in a worker thread and a forward hook on
+`model.talker` sees every finished frame (all 16 code groups, in
+`out.hidden_states[1]`); the hook decodes each completed chunk in that same thread
+and hands the audio over through a queue.
 
 Frames become audio through `StreamDecoder`, which reproduces the one-shot
 decode (upstream `chunked_decode`: windows of 300 frames with 25 frames of left
@@ -23,7 +24,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .engine import SAMPLE_RATE, SAMPLES_PER_FRAME, Engine, SynthesisRequest, frame_budget
+from .engine import SAMPLE_RATE, Engine, SynthesisRequest, frame_budget
 from .errors import Cancelled
 
 CHUNK_FRAMES = 300  # upstream chunked_decode window
@@ -104,7 +105,9 @@ def _break_long(sentence: str, longest: int) -> list[str]:
         if current and len(current) + len(clause) > longest:
             parts.append(current.strip())
             current = ""
-        current += clause if not current else " " + clause if clause[:1].isalnum() else clause
+        if current and clause[:1].isalnum():
+            current += " "  # Latin clauses were separated by a space; CJK ones were not
+        current += clause
         while len(current) > longest:
             cut = current.rfind(" ", 0, longest)
             cut = cut if cut > 0 else longest

@@ -1,6 +1,5 @@
 """The voice library on disk, with the real engine on the tiny checkpoint (no mocks)."""
 
-import io
 import json
 import os
 import signal
