@@ -1,4 +1,4 @@
-"""Voice Studio command line: parse settings, build the app, launch it.
+"""Voice Studio command line: parse settings, build the studio and its doors, launch them.
 
     python app.py [--model ID_OR_DIR] [--device auto|cuda|cpu|mps] [--share] ...
 
@@ -11,30 +11,24 @@ import logging
 import sys
 
 from studio.config import Settings
-from studio.engine import Engine
 from studio.errors import StudioError
-from studio.transcribe import Transcriber
-from studio.ui import build_app
+from studio.studio import Studio
+from studio.ui import StudioUI
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        settings = Settings.from_args(argv)
-    except StudioError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    engine = Engine(settings)
-    transcriber = Transcriber(settings.whisper_model, settings.device)
+    settings = Settings.from_args(argv)  # exits with status 2 and a message on a bad flag or variable
+    studio = Studio(settings)
     if settings.preload:
-        for model in (engine, transcriber):
+        for model in (studio.engine, studio.transcriber):
             try:
                 model.load(progress=print)
             except StudioError as error:
                 # The studio still serves its page; using that model reports the same message.
                 logging.getLogger("studio").error("%s", error)
-    demo = build_app(settings, engine, transcriber)
-    demo.queue(default_concurrency_limit=settings.concurrency)
+    demo = StudioUI(studio).build()
+    demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)
     demo.launch(
         server_name=settings.host,
         server_port=settings.port,

@@ -1,8 +1,13 @@
 """Reading, converting and writing audio clips.
 
 Everything downstream works on a `Clip`: float32 mono samples in [-1, 1] at a
-known rate. Decoding goes through soundfile (wav, flac, ogg, mp3) and falls back
-to ffmpeg for containers libsndfile cannot read (m4a, webm from browsers).
+known rate. Every file and every byte string is decoded by PyAV (FFmpeg's
+libraries, shipped in the wheel: no system ffmpeg), and only after its
+container has been checked: audio container formats only, local data only (no
+playlists or URLs), sample rate and channel count within bounds, and a declared
+length within the limit. Decoding then streams frame by frame, mixing down as
+it goes, and stops at a hard cap, so a file that lies about its length cannot
+grow the server past the limit either.
 """
 
 from __future__ import annotations
@@ -10,19 +15,23 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import shutil
-import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from .config import SAMPLE_RATE
 from .errors import AudioError
 from .files import write_atomic
 
-MODEL_RATE = 24000
 SILENCE_PEAK = 1e-4
+MIN_RATE, MAX_RATE = 8000, 192000
+MAX_CHANNELS = 8
+HARD_CAP_SECONDS = 3600.0  # when a caller names no limit
+# FFmpeg demuxers for audio files; playlists (hls, concat) and everything else are never opened.
+AUDIO_FORMATS = "wav,w64,flac,ogg,mp3,mov,mp4,m4a,3gp,matroska,webm,aac,aiff"
+OPEN_OPTIONS = {"format_whitelist": AUDIO_FORMATS, "protocol_whitelist": "file"}
 
 
 @dataclass(frozen=True)
@@ -43,7 +52,7 @@ class Clip:
 
 
 def load(path: str | os.PathLike, max_bytes: float | None = None, max_seconds: float | None = None) -> Clip:
-    """Decode an audio file into a mono float32 clip at its own rate."""
+    """Decode an audio file into a mono float32 clip at its own rate, within the limits."""
     path = Path(path)
     name = path.name
     if not path.is_file():
@@ -54,50 +63,117 @@ def load(path: str | os.PathLike, max_bytes: float | None = None, max_seconds: f
     if max_bytes is not None and size > max_bytes:
         raise AudioError(f"{name!r} is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB. "
                          "Trim it or upload a shorter clip.")
-    _check_length_before_decoding(path, max_seconds)
-    try:
-        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
-        samples, rate = _decode_with_ffmpeg(path)
-    return from_array(samples, rate, source=name, max_seconds=max_seconds)
+    with path.open("rb") as handle:
+        return _decode(handle, name, max_seconds)
 
 
 def load_bytes(data: bytes, source: str, max_seconds: float | None = None) -> Clip:
-    """Decode in-memory WAV/FLAC/OGG bytes (files inside a voice archive, for instance)."""
+    """Decode audio held in memory (files inside a voice archive, for instance), within the limits."""
+    if not data:
+        raise AudioError(f"{source} is empty.")
+    return _decode(io.BytesIO(data), source, max_seconds)
+
+
+def _decode(handle, source: str, max_seconds: float | None) -> Clip:
+    import av
+
+    name = repr(source)
+    limit = HARD_CAP_SECONDS if max_seconds is None else max_seconds
     try:
-        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
-        raise AudioError(f"{source} could not be decoded as audio.") from error
-    return from_array(samples, rate, source=source, max_seconds=max_seconds)
+        container = av.open(handle, mode="r", options=OPEN_OPTIONS, metadata_errors="ignore")
+    except (av.FFmpegError, ValueError, OSError) as error:
+        raise AudioError(f"{name} could not be decoded as audio. Is it a sound file (wav, flac, ogg, mp3, m4a, "
+                         "webm, opus, aac)?") from error
+    with container:
+        if not container.streams.audio:
+            raise AudioError(f"{name} has no audio in it.")
+        stream = container.streams.audio[0]
+        rate = int(stream.codec_context.sample_rate or 0)
+        channels = int(stream.codec_context.channels or 0)
+        check_format(rate, channels, name)
+        declared = _declared_seconds(container, stream)
+        if declared is not None and declared > limit + 0.5:
+            raise too_long(name, declared, limit)
+        cap = int((limit + 0.5) * rate)
+        pieces, total = [], 0
+        try:
+            for frame in container.decode(stream):
+                if frame.sample_rate != rate:
+                    raise AudioError(f"{name} changes its sample rate midway; convert it to a plain WAV first.")
+                block = frame.to_ndarray()
+                mono = _mix_down(block, len(frame.layout.channels), frame.format.is_planar)
+                total += len(mono)
+                if total > cap:
+                    raise too_long(name, total / rate, limit)
+                pieces.append(mono)
+        except av.FFmpegError as error:
+            if not pieces:
+                raise AudioError(f"{name} could not be decoded as audio. Is it a sound file?") from error
+            # A truncated tail: keep what decoded cleanly, as players do.
+    if not pieces:
+        raise AudioError(f"{name} contains no samples.")
+    samples = np.concatenate(pieces)
+    if not np.all(np.isfinite(samples)):
+        raise AudioError(f"{name} contains invalid (NaN or infinite) samples.")
+    return Clip(np.ascontiguousarray(samples, dtype=np.float32), rate, source, channels)
+
+
+def _declared_seconds(container, stream) -> float | None:
+    if stream.duration is not None and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1e6
+    return None
+
+
+def _mix_down(block: np.ndarray, channels: int, planar: bool) -> np.ndarray:
+    """One frame's samples as mono float32, whatever FFmpeg's sample format."""
+    data = _to_float(block)
+    if planar:
+        return data.mean(axis=0) if channels > 1 else data.reshape(-1)
+    return data.reshape(-1, max(1, channels)).mean(axis=1)
+
+
+def check_format(rate: int, channels: int, name: str = "The audio") -> None:
+    """Refuse sample rates and channel counts no microphone makes, before any decoding."""
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioError(f"{name} has a sample rate of {rate} Hz; the studio takes {MIN_RATE // 1000}-"
+                         f"{MAX_RATE // 1000} kHz.")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise AudioError(f"{name} has {channels} channels; the studio takes 1 to {MAX_CHANNELS}.")
+
+
+def too_long(name: str, seconds: float, limit: float) -> AudioError:
+    return AudioError(f"{name} is {seconds:.0f} s long; the limit is {limit:.0f} s. "
+                      "Trim it to the part you want to clone.")
 
 
 def from_array(samples, rate: int, source: str = "", max_seconds: float | None = None) -> Clip:
-    """Make a clip from raw samples: any integer or float dtype, (n,) or (n, channels)."""
+    """Make a clip from raw samples: any integer or float dtype, (n,) or (n, channels), within the limits."""
+    name = source or "The audio"
     data = np.asarray(samples)
     if data.size == 0:
-        raise AudioError(f"{source or 'The audio'} contains no samples.")
-    if not rate or rate < 1000:
-        raise AudioError(f"{source or 'The audio'} has an unusable sample rate ({rate} Hz).")
+        raise AudioError(f"{name} contains no samples.")
+    if data.ndim not in (1, 2):
+        raise AudioError(f"{name} has an unexpected shape {data.shape}.")
+    rows, columns = (data.shape[0], 1) if data.ndim == 1 else data.shape
+    # Gradio hands (n, channels); soundfile too. A (channels, n) array has few rows.
+    transposed = data.ndim == 2 and rows < columns and rows <= MAX_CHANNELS
+    channels = 1 if data.ndim == 1 else (rows if transposed else columns)
+    check_format(int(rate or 0), channels, name)
+    limit = HARD_CAP_SECONDS if max_seconds is None else max_seconds
+    length = columns if transposed else rows
+    if length / rate > limit:
+        raise too_long(name, length / rate, limit)
     data = _to_float(data)
-    channels = 1
     if data.ndim == 2:
-        # Gradio hands (n, channels); soundfile too. A (channels, n) array has few rows.
-        if data.shape[0] < data.shape[1] and data.shape[0] <= 8:
-            data = data.T
-        channels = data.shape[1]
-        data = data.mean(axis=1)
-    elif data.ndim != 1:
-        raise AudioError(f"{source or 'The audio'} has an unexpected shape {data.shape}.")
+        data = data.mean(axis=0 if transposed else 1)
     if not np.all(np.isfinite(data)):
-        raise AudioError(f"{source or 'The audio'} contains invalid (NaN or infinite) samples.")
-    clip = Clip(np.ascontiguousarray(data, dtype=np.float32), int(rate), source, channels)
-    if max_seconds is not None and clip.duration > max_seconds:
-        raise AudioError(f"{source or 'The audio'} is {clip.duration:.0f} s long; the limit is "
-                         f"{max_seconds:.0f} s. Trim it to the part you want to clone.")
-    return clip
+        raise AudioError(f"{name} contains invalid (NaN or infinite) samples.")
+    return Clip(np.ascontiguousarray(data, dtype=np.float32), int(rate), source, channels)
 
 
-def resample(clip: Clip, rate: int = MODEL_RATE) -> Clip:
+def resample(clip: Clip, rate: int = SAMPLE_RATE) -> Clip:
     if clip.rate == rate:
         return clip
     import soxr
@@ -132,39 +208,12 @@ def write_wav(samples: np.ndarray, rate: int, path: str | os.PathLike) -> Path:
 
 def _to_float(data: np.ndarray) -> np.ndarray:
     if np.issubdtype(data.dtype, np.floating):
-        return data.astype(np.float32)
+        return data.astype(np.float32, copy=False)
     if data.dtype == np.uint8:
         return (data.astype(np.float32) - 128.0) / 128.0
     if np.issubdtype(data.dtype, np.integer):
         return data.astype(np.float32) / float(np.iinfo(data.dtype).max + 1)
     raise AudioError(f"Unsupported sample format {data.dtype}.")
-
-
-def _check_length_before_decoding(path: Path, max_seconds: float | None) -> None:
-    if max_seconds is None:
-        return
-    try:
-        info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
-        return
-    if info.samplerate and info.frames / info.samplerate > max_seconds:
-        raise AudioError(f"{path.name!r} is {info.frames / info.samplerate:.0f} s long; the limit is "
-                         f"{max_seconds:.0f} s. Trim it to the part you want to clone.")
-
-
-def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
-        raise AudioError(f"{path.name!r} is not a WAV, FLAC, OGG or MP3 file the studio can read. "
-                         "Install ffmpeg to open other formats (m4a, webm).")
-    result = subprocess.run(
-        [ffmpeg, "-nostdin", "-v", "error", "-i", str(path), "-f", "f32le", "-ac", "1", "-ar", str(MODEL_RATE), "-"],
-        capture_output=True,
-        timeout=120,
-    )
-    if result.returncode != 0 or not result.stdout:
-        raise AudioError(f"{path.name!r} could not be decoded as audio. Is it a sound file?")
-    return np.frombuffer(result.stdout, dtype=np.float32).reshape(-1, 1), MODEL_RATE
 
 
 # -- trimming, cleaning and quality ---------------------------------------------------------------
@@ -362,10 +411,10 @@ def clean(clip: Clip, options: CleanOptions = CleanOptions()) -> tuple[Clip, Cle
     before = assess(clip)
     steps: list[str] = []
     x, rate = clip.samples.astype(np.float32), clip.rate
-    if options.resample and rate != MODEL_RATE:
-        x = resample(Clip(x, rate), MODEL_RATE).samples
-        steps.append(f"Resampled {rate} Hz to {MODEL_RATE} Hz.")
-        rate = MODEL_RATE
+    if options.resample and rate != SAMPLE_RATE:
+        x = resample(Clip(x, rate), SAMPLE_RATE).samples
+        steps.append(f"Resampled {rate} Hz to {SAMPLE_RATE} Hz.")
+        rate = SAMPLE_RATE
     if options.mono and clip.channels > 1:
         steps.append(f"Mixed {clip.channels} channels down to mono.")
     if options.remove_dc:

@@ -1,24 +1,30 @@
-"""Every setting of the studio, parsed once from flags and environment variables.
+"""Every setting of the studio, parsed once from flags and environment variables, and its constants.
 
 Each flag `--some-flag` has an environment variable `STUDIO_SOME_FLAG`; a flag
 given on the command line wins over the environment, which wins over the default.
-The resulting `Settings` is passed down explicitly: no module reads globals.
+Environment values are checked exactly like flags: a bad value prints a clear
+error and exits with status 2. The resulting `Settings` is passed down
+explicitly: no module reads globals.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from .errors import InvalidInput
+# The model's audio: 24 kHz samples, 12.5 codec frames per second.
+SAMPLE_RATE = 24000
+FRAME_RATE = 12.5
+SAMPLES_PER_FRAME = int(SAMPLE_RATE / FRAME_RATE)  # 1920
 
 DEFAULT_MODEL = "Qwen/Qwen3-TTS-12Hz-0.6B-Base"
 DEVICES = ("auto", "cuda", "cpu", "mps")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 ATTENTIONS = ("auto", "flash_attention_2", "sdpa", "eager")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -36,80 +42,149 @@ class Settings:
     max_upload_mb: float = 50.0
     max_reference_seconds: float = 60.0
     max_text_chars: int = 2000
+    max_ref_text_chars: int = 1000
+    max_request_seconds: float = 600.0  # audio per request, all sentences together
+    max_generation_seconds: float = 900.0  # wall time one request may hold the engine
     concurrency: int = 1
+    queue_size: int = 32
     preload: bool = False
-    extra: dict = field(default_factory=dict, compare=False)
 
     @classmethod
     def from_args(cls, argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> "Settings":
+        """Parse flags and STUDIO_* variables; invalid values exit with status 2 and a message."""
         env = os.environ if env is None else env
-        args = _parser(env).parse_args(argv)
-        return cls(
-            model=args.model,
-            device=args.device,
-            dtype=args.dtype,
-            attn=args.attn,
-            voices_dir=Path(args.voices_dir),
-            whisper_model=args.whisper_model,
-            host=args.host,
-            port=args.port,
-            share=args.share,
-            auth=_parse_auth(args.auth),
-            max_upload_mb=args.max_upload_mb,
-            concurrency=args.concurrency,
-            preload=args.preload,
-        )
+        parser = _parser()
+        args = parser.parse_args(argv, namespace=_environment(parser, env))
+        values = vars(args)
+        values["voices_dir"] = Path(values["voices_dir"])
+        try:
+            values["auth"] = _parse_auth(values["auth"])
+        except ValueError as error:
+            parser.error(str(error))
+        return cls(**values)
 
     def replace(self, **changes) -> "Settings":
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update(changes)
         return Settings(**values)
 
+    @property
+    def max_upload_bytes(self) -> float:
+        return self.max_upload_mb * 1e6
 
-def _env_name(flag: str) -> str:
+    @property
+    def max_request_frames(self) -> int:
+        return int(self.max_request_seconds * FRAME_RATE)
+
+    @property
+    def public(self) -> bool:
+        """Reachable by others: a share link or a non-loopback address."""
+        return self.share or self.host not in LOOPBACK_HOSTS
+
+
+def env_name(flag: str) -> str:
     return "STUDIO_" + flag.lstrip("-").replace("-", "_").upper()
 
 
-def _truthy(value: str) -> bool:
-    return value.strip().lower() in ("1", "true", "yes", "on")
+def _boolean(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"expected 1/true/yes/on or 0/false/no/off, got {value!r}")
 
 
-def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+def _bounded(kind, low, high):
+    def parse(value: str):
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__ == 'int' and 'whole ' or ''}number, "
+                                             f"got {value!r}") from None
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}, got {value}")
+        return number
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="app.py",
         description="Voice Studio: clone a voice with Qwen3-TTS. Every flag can also be set as STUDIO_<FLAG>.",
     )
-    defaults = Settings()
-
-    def add(flag: str, default, **kwargs):
-        value = env.get(_env_name(flag))
-        if value is not None:
-            if kwargs.get("action") == "store_true":
-                default = _truthy(value)
-            else:
-                default = kwargs.get("type", str)(value)
-        p.add_argument(flag, default=default, **kwargs)
-
-    add("--model", defaults.model, help="Hub id or local directory of a Qwen3-TTS Base checkpoint")
-    add("--device", defaults.device, choices=DEVICES, help="auto picks cuda, then mps, then cpu")
-    add("--dtype", defaults.dtype, choices=DTYPES, help="auto: bfloat16 on CUDA, float32 elsewhere")
-    add("--attn", defaults.attn, choices=ATTENTIONS, help="auto: flash_attention_2 when importable on CUDA")
-    add("--voices-dir", str(defaults.voices_dir), help="voice library folder")
-    add("--whisper-model", defaults.whisper_model, help="faster-whisper model name or local directory")
-    add("--host", defaults.host)
-    add("--port", defaults.port, type=int)
-    add("--share", defaults.share, action="store_true", help="create a temporary public Gradio link")
-    add("--auth", None, help="USER:PASS required to open the studio")
-    add("--max-upload-mb", defaults.max_upload_mb, type=float)
-    add("--concurrency", defaults.concurrency, type=int, help="generations running at once")
-    add("--preload", defaults.preload, action="store_true", help="load models at start instead of first use")
+    d = Settings()
+    p.add_argument("--model", default=d.model, help="Hub id or local directory of a Qwen3-TTS Base checkpoint")
+    p.add_argument("--device", default=d.device, choices=DEVICES, help="auto picks cuda, then mps, then cpu")
+    p.add_argument("--dtype", default=d.dtype, choices=DTYPES,
+                   help="auto: bfloat16 on CUDA (float16 without bf16 support); on CPU bfloat16 where the CPU "
+                        "runs it natively (AMX or AVX-512 BF16), else float32; float32 on MPS")
+    p.add_argument("--attn", default=d.attn, choices=ATTENTIONS,
+                   help="auto: flash_attention_2 when importable on CUDA, else sdpa")
+    p.add_argument("--voices-dir", default=str(d.voices_dir), help="voice library folder")
+    p.add_argument("--whisper-model", default=d.whisper_model,
+                   help="faster-whisper model name or local directory (auto: large-v3-turbo on CUDA, small on CPU)")
+    p.add_argument("--host", default=d.host, help="address to listen on (127.0.0.1: this machine only)")
+    p.add_argument("--port", default=d.port, type=_bounded(int, 1, 65535))
+    p.add_argument("--share", default=d.share, action="store_true", help="create a temporary public Gradio link")
+    p.add_argument("--auth", default=None, help="USER:PASS required to open the studio")
+    p.add_argument("--max-upload-mb", default=d.max_upload_mb, type=_bounded(float, 0.1, 2000),
+                   help="largest upload or voice file, in MB")
+    p.add_argument("--max-reference-seconds", default=d.max_reference_seconds, type=_bounded(float, 3, 600),
+                   help="longest reference clip accepted")
+    p.add_argument("--max-text-chars", default=d.max_text_chars, type=_bounded(int, 1, 100000),
+                   help="longest text to speak in one request")
+    p.add_argument("--max-ref-text-chars", default=d.max_ref_text_chars, type=_bounded(int, 1, 20000),
+                   help="longest reference transcript (ref_text)")
+    p.add_argument("--max-request-seconds", default=d.max_request_seconds, type=_bounded(float, 1, 36000),
+                   help="most audio one request may generate, all sentences together")
+    p.add_argument("--max-generation-seconds", default=d.max_generation_seconds, type=_bounded(float, 1, 36000),
+                   help="longest wall time one request may hold the model")
+    p.add_argument("--concurrency", default=d.concurrency, type=_bounded(int, 1, 64),
+                   help="requests admitted to the engine at once (generation itself runs one at a time)")
+    p.add_argument("--queue-size", default=d.queue_size, type=_bounded(int, 1, 10000),
+                   help="requests that may wait in the queue; more are refused with a message")
+    p.add_argument("--preload", default=d.preload, action="store_true",
+                   help="load models at start instead of first use")
     return p
 
 
+def _environment(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> argparse.Namespace:
+    """Defaults from STUDIO_* variables, converted and checked like the flags themselves."""
+    namespace = argparse.Namespace()
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        flag = action.option_strings[0]
+        raw = env.get(env_name(flag))
+        if raw is None:
+            continue
+        try:
+            if isinstance(action, argparse._StoreTrueAction):
+                value = _boolean(raw)
+            else:
+                value = action.type(raw) if action.type else raw
+                if action.choices is not None and value not in action.choices:
+                    raise argparse.ArgumentTypeError(
+                        f"invalid choice {raw!r} (choose from {', '.join(map(str, action.choices))})")
+        except argparse.ArgumentTypeError as error:
+            parser.error(f"{env_name(flag)}: {error}")
+        setattr(namespace, action.dest, value)
+    return namespace
+
+
 def _parse_auth(value: str | None) -> tuple[str, str] | None:
+    """USER:PASS, or @FILE holding USER:PASS (so the password stays out of `ps`)."""
     if not value:
         return None
+    if value.startswith("@"):
+        try:
+            value = Path(value[1:]).expanduser().read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise ValueError(f"--auth: cannot read the credentials file {value[1:]!r} ({error.strerror})") from None
     user, sep, password = value.partition(":")
     if not sep or not user or not password:
-        raise InvalidInput("--auth must look like USER:PASS")
+        raise ValueError("--auth must look like USER:PASS (or @FILE with USER:PASS inside)")
     return user, password

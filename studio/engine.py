@@ -1,20 +1,21 @@
-"""The Qwen3-TTS model, loaded once and shared: voice prompts and synthesis.
+"""What the core may ask of any TTS engine, and the data that crosses that boundary.
 
-`Engine` wraps qwen-tts' `Qwen3TTSModel`. It loads lazily behind a lock, picks
-device, dtype and attention for the machine, validates what users send, and runs
-one generation at a time (the model and torch's random generator are shared
-state, so "same seed, same audio" needs serialised generation).
+An engine loads its model lazily (once, behind a lock), turns a reference clip
+into a reusable `VoicePrompt`, serialises prompts as plain tensors (validated on
+the way back in), and generates codec frames one at a time through
+`generate_frames`, which both one-shot synthesis and streaming use, so the two
+give the same audio. Only an engine's own module imports its model package;
+`create_engine` picks the module by name.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
+import importlib
 import importlib.util
 import logging
 import random
 import threading
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,22 +24,34 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from . import audio
-from .config import Settings
+from .config import FRAME_RATE, SAMPLE_RATE, Settings
 from .errors import InvalidInput, ModelUnavailable
+from .languages import LANGUAGES, normalise_language
+from .text import validate_text
 
 if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 24000
-FRAME_RATE = 12.5
-SAMPLES_PER_FRAME = 1920
 MODES = ("icl", "xvector")
-# Qwen3-TTS' languages, known before the model is loaded so the UI can offer them.
-LANGUAGES = ("Auto", "Chinese", "English", "Japanese", "Korean", "German", "French", "Russian",
-             "Portuguese", "Spanish", "Italian")
 HARD_FRAME_CAP = 4096  # about 5.5 minutes of audio in one sentence
+ENGINES = {"qwen": "studio.qwen:QwenEngine"}
+PROMPT_CACHE_SIZE = 16
+
+
+class StopGeneration(Exception):
+    """Raised from a frame callback to end generation between two frames."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    languages: tuple[str, ...] = LANGUAGES
+    modes: tuple[str, ...] = MODES
+    streaming: str = "frame"  # the smallest unit a stream can deliver
+    tags: bool = False  # paralinguistic tags such as [laugh]
+    sample_rate: int = SAMPLE_RATE
+    frame_rate: float = FRAME_RATE
 
 
 @dataclass(frozen=True)
@@ -46,9 +59,11 @@ class Runtime:
     device: str  # torch device string, e.g. "cuda:0"
     dtype: str
     attn: str
+    reason: str = ""  # why auto chose this dtype
 
     def describe(self) -> str:
-        return f"{self.device}, {self.dtype}, {self.attn} attention"
+        why = f" ({self.reason})" if self.reason else ""
+        return f"{self.device}, {self.dtype}{why}, {self.attn} attention"
 
 
 @dataclass(frozen=True)
@@ -58,7 +73,7 @@ class Sampling:
     top_k: int = 50
     repetition_penalty: float = 1.05
     seed: int | None = None  # None: a fresh seed, reported back with the take
-    max_frames: int | None = None  # None: derived from the text length
+    max_frames: int | None = None  # per sentence; None: derived from the text length
 
     def validate(self) -> None:
         if not 0 <= self.temperature <= 2:
@@ -77,17 +92,19 @@ class Sampling:
 
 @dataclass
 class VoicePrompt:
-    """What the model needs of a reference voice; reusable across many syntheses."""
+    """What an engine needs of a reference voice; reusable across many syntheses.
 
-    speaker_embedding: "torch.Tensor"  # (hidden,)
-    ref_code: "torch.Tensor | None"  # (frames, 16) in ICL mode, None in x-vector mode
+    `tensors` are the engine's own (for Qwen: `speaker_embedding` and, in ICL
+    mode, `ref_code`); they are what the library stores, keyed by `fingerprint`.
+    """
+
     mode: str
     ref_text: str
     fingerprint: str  # of the model that made it
+    tensors: dict = field(default_factory=dict)
 
-    @property
-    def ref_frames(self) -> int:
-        return 0 if self.ref_code is None else int(self.ref_code.shape[0])
+    def tensor(self, name: str) -> "torch.Tensor | None":
+        return self.tensors.get(name)
 
 
 @dataclass(frozen=True)
@@ -98,8 +115,24 @@ class SynthesisRequest:
     sampling: Sampling = field(default_factory=Sampling)
 
 
+def frame_budget(text: str) -> int:
+    """Generous upper bound on frames for `text`, so a runaway generation stops."""
+    return min(HARD_FRAME_CAP, 40 + 6 * len(text))
+
+
+def cpu_runs_bf16() -> tuple[bool, str]:
+    """Whether this CPU has native bfloat16 units, from its feature flags (never from a timing)."""
+    import torch
+
+    if torch.cpu._is_amx_tile_supported():
+        return True, "auto: this CPU has AMX"
+    if torch.cpu._is_avx512_bf16_supported():
+        return True, "auto: this CPU has AVX-512 BF16"
+    return False, "auto: this CPU has no native bfloat16"
+
+
 def choose_runtime(settings: Settings) -> Runtime:
-    """Resolve auto settings: CUDA > MPS > CPU; bf16 on CUDA; flash-attn only if importable on CUDA."""
+    """Resolve auto settings: CUDA > MPS > CPU; bf16 on CUDA and on CPUs with native bf16; flash-attn if usable."""
     import torch
 
     device = settings.device
@@ -112,48 +145,23 @@ def choose_runtime(settings: Settings) -> Runtime:
             device = "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise ModelUnavailable("--device cuda was asked for, but no CUDA GPU is available to PyTorch.")
-    dtype = settings.dtype
+    dtype, reason = settings.dtype, ""
     if dtype == "auto":
         if device == "cuda":
             dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+            reason = "auto: CUDA"
         elif device == "cpu":
-            dtype = fastest_cpu_dtype()
+            native, reason = cpu_runs_bf16()
+            dtype = "bfloat16" if native else "float32"
         else:
-            dtype = "float32"  # safe on MPS
+            dtype, reason = "float32", "auto: safe on MPS"
     flash_ok = device == "cuda" and importlib.util.find_spec("flash_attn") is not None
     attn = settings.attn
     if attn == "auto":
         attn = "flash_attention_2" if flash_ok else "sdpa"
     elif attn == "flash_attention_2" and not flash_ok:
         raise ModelUnavailable("flash_attention_2 needs a CUDA GPU and the flash-attn package; use --attn sdpa.")
-    return Runtime(device="cuda:0" if device == "cuda" else device, dtype=dtype, attn=attn)
-
-
-@functools.lru_cache(maxsize=1)
-def fastest_cpu_dtype() -> str:
-    """bfloat16 where this CPU runs it natively (about 2x faster per frame), else float32.
-
-    Measured with a small matmul (about 20 ms); CPUs without bf16 units run it
-    many times slower, so the choice is made per machine, once.
-    """
-    import torch
-
-    x = torch.randn(16, 1024)
-    w = torch.randn(1024, 1024)
-    timings = {}
-    for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
-        a, b = x.to(dtype), w.to(dtype)
-        a @ b  # warm-up
-        started = time.perf_counter()
-        for _ in range(10):
-            a @ b
-        timings[name] = time.perf_counter() - started
-    return "bfloat16" if timings["bfloat16"] < 0.8 * timings["float32"] else "float32"
-
-
-def frame_budget(text: str) -> int:
-    """Generous upper bound on frames for `text`, so a runaway generation stops."""
-    return min(HARD_FRAME_CAP, 40 + 6 * len(text))
+    return Runtime(device="cuda:0" if device == "cuda" else device, dtype=dtype, attn=attn, reason=reason)
 
 
 def model_fingerprint(directory: str | Path) -> str:
@@ -163,7 +171,7 @@ def model_fingerprint(directory: str | Path) -> str:
     for path in sorted(directory.rglob("*")):
         if path.name == "config.json":
             digest.update(path.read_bytes())
-        elif path.suffix == ".safetensors":
+        elif path.suffix in (".safetensors", ".onnx"):
             size = path.stat().st_size
             digest.update(f"{path.relative_to(directory)}:{size}".encode())
             with path.open("rb") as handle:
@@ -173,34 +181,25 @@ def model_fingerprint(directory: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def normalise_language(language: str | None, supported: tuple[str, ...] = LANGUAGES) -> str:
-    value = (language or "Auto").strip()
-    for name in supported:
-        if name.lower() == value.lower():
-            return name
-    raise InvalidInput(f"Language {value!r} is not supported. Choose one of: {', '.join(supported)}.")
-
-
-def validate_text(text: str | None, max_chars: int) -> str:
-    cleaned = (text or "").strip()
-    if not cleaned:
-        raise InvalidInput("Type the text you want the voice to say.")
-    if len(cleaned) > max_chars:
-        raise InvalidInput(f"The text is {len(cleaned)} characters; the limit is {max_chars}. "
-                           "Split it into several requests.")
-    if not any(ch.isalnum() for ch in cleaned):
-        raise InvalidInput("The text has no words to speak.")
-    return cleaned
+def first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
 
 
 class Engine:
-    """One shared Qwen3-TTS Base model; safe to call from many threads."""
+    """Base of every engine: lazy loading, prompt cache, request checks, one generation at a time.
+
+    Subclasses implement `_load`, `_encode_prompt`, `prompt_to_tensors`,
+    `prompt_from_tensors`, `generate_frames`, `decoder` and `decode`.
+    """
+
+    name = "engine"
+    capabilities = Capabilities()
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self._model = None
-        self._runtime: Runtime | None = None
-        self._fingerprint: str | None = None
+        self._state: tuple | None = None  # (model, runtime, fingerprint), published together
         self._load_lock = threading.Lock()
         self.generation_lock = threading.Lock()
         self._prompt_cache: OrderedDict[tuple, VoicePrompt] = OrderedDict()
@@ -210,63 +209,35 @@ class Engine:
     # -- loading -----------------------------------------------------------------------------
     @property
     def loaded(self) -> bool:
-        return self._model is not None
+        return self._state is not None
 
     def status(self) -> str:
-        if self._model is not None:
-            return f"TTS model {self.settings.model} loaded on {self._runtime.describe()}."
+        if self._state is not None:
+            return f"TTS model {self.settings.model} loaded on {self._state[1].describe()}."
         if self.load_error:
             return self.load_error
         return f"TTS model {self.settings.model} loads on first use."
 
     def load(self, progress: Callable[[str], None] | None = None):
         """Load the model once; raise ModelUnavailable with advice if that fails."""
-        if self._model is not None:
-            return self._model
+        if self._state is not None:
+            return self._state[0]
         with self._load_lock:
-            if self._model is not None:
-                return self._model
-            if progress:
-                progress(f"Loading TTS model {self.settings.model} ...")
-            try:
-                self._model, self._runtime, self._fingerprint = self._load()
+            if self._state is None:
+                if progress:
+                    progress(f"Loading TTS model {self.settings.model} ...")
+                try:
+                    state = self._load()
+                except ModelUnavailable as error:
+                    self.load_error = str(error)
+                    raise
                 self.load_error = None
-            except ModelUnavailable as error:
-                self.load_error = str(error)
-                raise
-            log.info("loaded %s on %s", self.settings.model, self._runtime.describe())
-        return self._model
+                self._state = state  # model, runtime and fingerprint appear at once
+                log.info("loaded %s on %s", self.settings.model, state[1].describe())
+        return self._state[0]
 
-    def _load(self):
-        import torch
-        from qwen_tts import Qwen3TTSModel
-
-        runtime = choose_runtime(self.settings)
-        name = self.settings.model
-        local = Path(name).expanduser()
-        if local.exists() and not (local / "config.json").is_file():
-            raise ModelUnavailable(f"{local} has no config.json: it is not a Qwen3-TTS model folder.")
-        source = str(local) if local.exists() else name
-        try:
-            model = Qwen3TTSModel.from_pretrained(
-                source, device_map=runtime.device, dtype=getattr(torch, runtime.dtype),
-                attn_implementation=runtime.attn,
-            )
-        except torch.cuda.OutOfMemoryError as error:
-            raise ModelUnavailable(f"Not enough GPU memory to load {name}. Close other GPU programs or start "
-                                   "with --device cpu.") from error
-        except (OSError, ValueError, RuntimeError, ImportError) as error:
-            raise ModelUnavailable(
-                f"Could not load the TTS model {name!r}: {_first_line(error)}. If this machine is offline or "
-                "the Hub is unreachable, download the model elsewhere and start with --model /path/to/folder."
-            ) from error
-        if model.model.tts_model_type != "base":
-            raise ModelUnavailable(f"{name} is a {model.model.tts_model_type} model; voice cloning needs a Base "
-                                   "model such as Qwen/Qwen3-TTS-12Hz-0.6B-Base.")
-        model.model.eval()
-        directory = source if Path(source).is_dir() else _snapshot_dir(model)
-        fingerprint = model_fingerprint(directory) if directory else hashlib.sha256(name.encode()).hexdigest()[:16]
-        return model, runtime, fingerprint
+    def _load(self) -> tuple:
+        raise NotImplementedError
 
     @property
     def model(self):
@@ -275,54 +246,48 @@ class Engine:
     @property
     def runtime(self) -> Runtime:
         self.load()
-        return self._runtime
+        return self._state[1]
 
     @property
     def fingerprint(self) -> str:
         self.load()
-        return self._fingerprint
+        return self._state[2]
 
     def languages(self) -> tuple[str, ...]:
-        if self._model is None:
-            return LANGUAGES
-        names = self._model.get_supported_languages() or []
-        return tuple(["Auto"] + [n.title() for n in names if n != "auto"])
+        return self.capabilities.languages
 
     # -- prompts -----------------------------------------------------------------------------
     def make_prompt(self, clip: audio.Clip, ref_text: str | None, mode: str = "icl") -> VoicePrompt:
         """Encode reference audio (and its transcript in ICL mode) into a reusable prompt."""
-        if mode not in MODES:
-            raise InvalidInput(f"Cloning mode must be one of {', '.join(MODES)}.")
-        ref_text = (ref_text or "").strip()
-        if mode == "icl" and not ref_text:
-            raise InvalidInput("ICL cloning needs the transcript of the reference clip (ref_text). "
-                               "Transcribe it, type it, or switch to x-vector-only mode.")
+        if mode not in self.capabilities.modes:
+            raise InvalidInput(f"Cloning mode must be one of {', '.join(self.capabilities.modes)}.")
+        ref_text = check_ref_text(ref_text, mode, self.settings.max_ref_text_chars)
         audio.require_speech_level(clip)
-        clip = audio.resample(clip, SAMPLE_RATE)
+        clip = audio.resample(clip, self.capabilities.sample_rate)
         key = (clip.checksum(), ref_text if mode == "icl" else "", mode)
+        fingerprint = self.fingerprint
         with self._cache_lock:
             cached = self._prompt_cache.get(key)
-            if cached is not None and cached.fingerprint == self.fingerprint:
+            if cached is not None and cached.fingerprint == fingerprint:
                 self._prompt_cache.move_to_end(key)
                 return cached
-        model = self.model
-        with self.generation_lock:
-            item = model.create_voice_clone_prompt(
-                ref_audio=(clip.samples, SAMPLE_RATE), ref_text=ref_text or None,
-                x_vector_only_mode=(mode == "xvector"),
-            )[0]
-        prompt = VoicePrompt(
-            speaker_embedding=item.ref_spk_embedding.detach(),
-            ref_code=None if item.ref_code is None else item.ref_code.detach(),
-            mode=mode,
-            ref_text=ref_text,
-            fingerprint=self.fingerprint,
-        )
+        prompt = self._encode_prompt(clip, ref_text, mode)
         with self._cache_lock:
             self._prompt_cache[key] = prompt
-            while len(self._prompt_cache) > 16:
+            while len(self._prompt_cache) > PROMPT_CACHE_SIZE:
                 self._prompt_cache.popitem(last=False)
         return prompt
+
+    def _encode_prompt(self, clip: audio.Clip, ref_text: str, mode: str) -> VoicePrompt:
+        raise NotImplementedError
+
+    def prompt_to_tensors(self, prompt: VoicePrompt) -> dict:
+        """CPU tensors to store (safetensors), the inverse of `prompt_from_tensors`."""
+        raise NotImplementedError
+
+    def prompt_from_tensors(self, tensors: dict, mode: str, ref_text: str, fingerprint: str) -> VoicePrompt:
+        """A prompt from stored tensors, checked against this model (shapes, dtypes, ranges, finiteness)."""
+        raise NotImplementedError
 
     # -- synthesis ---------------------------------------------------------------------------
     def check_request(self, request: SynthesisRequest) -> SynthesisRequest:
@@ -333,34 +298,7 @@ class Engine:
             raise InvalidInput("This voice prompt was made by a different model; rebuild it from its reference.")
         return SynthesisRequest(text, language, request.prompt, request.sampling)
 
-    def generate_kwargs(self, request: SynthesisRequest, text: str | None = None) -> dict:
-        """Arguments for `Qwen3TTSForConditionalGeneration.generate`, as `generate_voice_clone` builds them."""
-        model = self.model
-        text = request.text if text is None else text
-        prompt = request.prompt
-        item_prompt = dict(
-            ref_code=[None if prompt.ref_code is None else prompt.ref_code.to(model.device)],
-            ref_spk_embedding=[prompt.speaker_embedding.to(model.device)],
-            x_vector_only_mode=[prompt.mode == "xvector"],
-            icl_mode=[prompt.mode == "icl"],
-        )
-        input_ids = model._tokenize_texts([model._build_assistant_text(text)])
-        ref_ids = [None]
-        if prompt.mode == "icl":
-            ref_ids = [model._tokenize_texts([model._build_ref_text(prompt.ref_text)])[0]]
-        s = request.sampling
-        greedy = s.temperature == 0
-        sampling = model._merge_generate_kwargs(
-            do_sample=not greedy, top_k=s.top_k, top_p=s.top_p, temperature=max(s.temperature, 1e-5),
-            repetition_penalty=s.repetition_penalty, subtalker_dosample=not greedy, subtalker_top_k=s.top_k,
-            subtalker_top_p=s.top_p, subtalker_temperature=max(s.temperature, 1e-5),
-            # The talker drops its last sampled frame, so ask for one more than we want.
-            max_new_tokens=(s.max_frames or frame_budget(text)) + 1,
-        )
-        return dict(input_ids=input_ids, ref_ids=ref_ids, voice_clone_prompt=item_prompt,
-                    languages=[request.language], non_streaming_mode=False, **sampling)
-
-    def seed(self, sampling: Sampling) -> int:
+    def seed_generators(self, sampling: Sampling) -> int:
         """Seed torch's generators; returns the seed so a take can be reproduced."""
         import torch
 
@@ -368,36 +306,70 @@ class Engine:
         torch.manual_seed(seed)
         return seed
 
-    def generate_codes(self, request: SynthesisRequest, text: str | None = None) -> "torch.Tensor":
-        """Run the talker to completion; returns codes (frames, 16). Caller holds generation_lock."""
-        codes, _ = self.model.model.generate(**self.generate_kwargs(request, text))
-        return codes[0]
+    def generate_frames(self, request: SynthesisRequest, text: str, on_frame: Callable, limit: int) -> None:
+        """Generate `text` frame by frame, calling `on_frame(codes)` for each; caller holds generation_lock.
+
+        `on_frame` may raise `StopGeneration` to end generation between frames.
+        """
+        raise NotImplementedError
+
+    def decoder(self, prompt: VoicePrompt):
+        """An incremental decoder: `push(codes) -> samples`, equal to the one-shot `decode`."""
+        raise NotImplementedError
 
     def decode(self, codes: "torch.Tensor", prompt: VoicePrompt) -> np.ndarray:
-        """One-shot decode, with the reference codes as left context exactly as upstream does."""
+        raise NotImplementedError
+
+    def synthesize(self, request: SynthesisRequest, should_stop: Callable[[], bool] | None = None
+                   ) -> tuple[np.ndarray, int]:
+        """Generate the whole take, then decode it (no streaming). Returns (samples, seed).
+
+        `should_stop` is asked between frames, so a cancelled request ends within a frame.
+        """
         import torch
 
-        tokenizer = self.model.model.speech_tokenizer
-        if prompt.ref_code is not None:
-            codes = torch.cat([prompt.ref_code.to(codes.device), codes], dim=0)
-        wavs, _ = tokenizer.decode([{"audio_codes": codes}])
-        return wavs[0][prompt.ref_frames * SAMPLES_PER_FRAME:].astype(np.float32)
+        from .errors import Cancelled
 
-    def synthesize(self, request: SynthesisRequest) -> tuple[np.ndarray, int]:
-        """Generate the whole take, then decode it (no streaming). Returns (samples, seed)."""
         request = self.check_request(request)
-        with self.generation_lock:
-            seed = self.seed(request.sampling)
-            codes = self.generate_codes(request)
-            samples = self.decode(codes, request.prompt)
+        frames: list = []
+        stopped = []
+
+        def keep(codes):
+            if should_stop is not None and should_stop():
+                stopped.append(True)
+                raise StopGeneration
+            frames.append(codes)
+
+        limit = request.sampling.max_frames or frame_budget(request.text)
+        with self.generation_lock, torch.inference_mode():
+            seed = self.seed_generators(request.sampling)
+            try:
+                self.generate_frames(request, request.text, keep, limit)
+            except StopGeneration:
+                pass
+            if stopped:
+                raise Cancelled("Generation was stopped.")
+            if not frames:
+                return np.zeros(0, np.float32), seed
+            samples = self.decode(torch.stack(frames), request.prompt)
         return samples, seed
 
 
-def _snapshot_dir(model) -> str | None:
-    path = getattr(model.model.config, "_name_or_path", None)
-    return path if path and Path(path).is_dir() else None
+def check_ref_text(ref_text: str | None, mode: str, max_chars: int) -> str:
+    """The reference transcript, bounded: it goes into every prefill."""
+    ref_text = (ref_text or "").strip()
+    if len(ref_text) > max_chars:
+        raise InvalidInput(f"The reference transcript is {len(ref_text)} characters; the limit is {max_chars}. "
+                           "A 3-15 s reference needs far less: trim the clip and its transcript together.")
+    if mode == "icl" and not ref_text:
+        raise InvalidInput("ICL cloning needs the transcript of the reference clip (ref_text). "
+                           "Transcribe it, type it, or switch to x-vector-only mode.")
+    return ref_text
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
+def create_engine(settings: Settings, name: str = "qwen") -> Engine:
+    """The engine called `name`, not yet loaded (its model package is imported on first use)."""
+    if name not in ENGINES:
+        raise InvalidInput(f"Unknown engine {name!r}. Choose one of: {', '.join(ENGINES)}.")
+    module, _, cls = ENGINES[name].partition(":")
+    return getattr(importlib.import_module(module), cls)(settings)

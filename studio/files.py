@@ -38,3 +38,39 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+class TempFiles:
+    """The studio's own short-lived files (cleaned clips, takes, exports): one folder, swept after an hour.
+
+    Doors hand these paths to clients (Gradio copies them into its own cache);
+    the sweep keeps the folder from growing on a long-running server.
+    """
+
+    def __init__(self, max_age: float = 3600.0):
+        self.max_age = max_age
+        self._root: Path | None = None
+
+    @property
+    def root(self) -> Path:
+        if self._root is None:
+            self._root = Path(tempfile.mkdtemp(prefix="voice-studio-"))
+        return self._root
+
+    def path(self, stem: str, suffix: str) -> Path:
+        """A fresh path for a new file; old files are swept first."""
+        import time
+
+        self.sweep()
+        return self.root / f"{stem}-{time.time_ns()}{suffix}"
+
+    def sweep(self) -> None:
+        import time
+
+        cutoff = time.time() - self.max_age
+        for old in self.root.glob("*"):
+            try:
+                if old.stat().st_mtime < cutoff:
+                    old.unlink()
+            except OSError:
+                pass  # another request swept it first

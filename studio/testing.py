@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import FRAME_RATE, SAMPLE_RATE, SAMPLES_PER_FRAME
+
 LANGUAGE_IDS = {
     "chinese": 2055,
     "english": 2050,
@@ -156,7 +158,7 @@ def _model_config(g: Geometry, ids: dict) -> dict:
         enc_attention_channels=max(16, g.speaker_channels // 4),
         enc_res2net_scale=8,
         enc_se_channels=max(16, g.speaker_channels // 4),
-        sample_rate=24000,
+        sample_rate=SAMPLE_RATE,
     )
     return dict(
         architectures=["Qwen3TTSForConditionalGeneration"],
@@ -177,8 +179,8 @@ def _model_config(g: Geometry, ids: dict) -> dict:
 def _speech_tokenizer_config(g: Geometry) -> dict:
     heads = max(2, g.encoder_hidden // 64)
     encoder = dict(
-        sampling_rate=24000,
-        frame_rate=12.5,
+        sampling_rate=SAMPLE_RATE,
+        frame_rate=FRAME_RATE,
         hidden_size=g.encoder_hidden,
         num_filters=g.encoder_filters,
         num_hidden_layers=g.encoder_layers,
@@ -216,10 +218,10 @@ def _speech_tokenizer_config(g: Geometry) -> dict:
         encoder_config=encoder,
         decoder_config=decoder,
         encoder_valid_num_quantizers=NUM_CODE_GROUPS,
-        input_sample_rate=24000,
-        output_sample_rate=24000,
-        decode_upsample_rate=1920,
-        encode_downsample_rate=1920,
+        input_sample_rate=SAMPLE_RATE,
+        output_sample_rate=SAMPLE_RATE,
+        decode_upsample_rate=SAMPLES_PER_FRAME,
+        encode_downsample_rate=SAMPLES_PER_FRAME,
     )
 
 
@@ -276,7 +278,7 @@ def _write_text_tokenizer(out: Path) -> dict:
 def _write_feature_extractor(directory: Path) -> None:
     from transformers import EncodecFeatureExtractor
 
-    EncodecFeatureExtractor(feature_size=1, sampling_rate=24000, padding_value=0.0,
+    EncodecFeatureExtractor(feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0,
                             return_attention_mask=True).save_pretrained(directory)
 
 

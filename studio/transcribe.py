@@ -17,13 +17,11 @@ import numpy as np
 
 from . import audio
 from .errors import InvalidInput, ModelUnavailable
+from .languages import AUTO, CODES, code_for, name_for_code, normalise_language
 
 log = logging.getLogger(__name__)
 
 WHISPER_RATE = 16000
-# Qwen3-TTS language names and Whisper's codes for them.
-LANGUAGE_CODES = {"Chinese": "zh", "English": "en", "Japanese": "ja", "Korean": "ko", "German": "de",
-                  "French": "fr", "Russian": "ru", "Portuguese": "pt", "Spanish": "es", "Italian": "it"}
 SENTENCE_ENDS = tuple("。．.!?！？…")
 
 
@@ -145,7 +143,6 @@ class Transcriber:
         self.device = device
         self._model = None
         self._lock = threading.Lock()
-        self.name: str | None = None
 
     @property
     def loaded(self) -> bool:
@@ -182,7 +179,6 @@ class Transcriber:
                 "If this machine is offline, download a faster-whisper model elsewhere and start with "
                 "--whisper-model /path/to/folder."
             ) from error
-        self.name = name
         log.info("loaded Whisper %s on %s", name, device)
         return model
 
@@ -200,20 +196,20 @@ class Transcriber:
             words = [Word(round(float(w.start), 3), round(float(w.end), 3), w.word, round(float(w.probability), 3))
                      for segment in segments for w in (segment.words or [])]
         detected = info.language
-        name = next((n for n, c in LANGUAGE_CODES.items() if c == detected), detected)
+        name = name_for_code(detected) or detected
         return Transcript(join_words(words), name, detected, round(float(info.language_probability), 3), words)
 
 
 def language_code(language: str | None) -> str | None:
-    value = (language or "Auto").strip()
-    if value.lower() == "auto":
-        return None
-    for name, code in LANGUAGE_CODES.items():
-        if value.lower() in (name.lower(), code):
-            return code
+    """Whisper's code for a language name or ISO code in any case; None for Auto."""
+    try:
+        return code_for(normalise_language(language))
+    except InvalidInput:
+        pass
     from faster_whisper.tokenizer import _LANGUAGE_CODES
 
-    if value.lower() in _LANGUAGE_CODES:
-        return value.lower()
-    raise InvalidInput(f"Whisper does not know the language {value!r}. Use Auto or one of: "
-                       f"{', '.join(LANGUAGE_CODES)}.")
+    value = (language or AUTO).strip().lower()
+    if value in _LANGUAGE_CODES:
+        return value
+    raise InvalidInput(f"Whisper does not know the language {value[:40]!r}. Use Auto or one of: "
+                       f"{', '.join(CODES)}.")

@@ -1,10 +1,11 @@
-"""The Gradio Blocks app: tabs Reference, Preview, Compare, Library.
+"""The Gradio door: tabs Reference, Preview, Compare, Library, and the named API endpoints.
 
 Adapters only. Each handler converts Gradio values into core types, calls the
-core (engine, streaming, library), and converts the result back; each is also a
-named API endpoint (`api_name=`) that scripts reach with gradio_client. User
-mistakes (`StudioError`) become `gr.Error` messages; anything else is logged
-with its traceback and shown as a short generic message.
+`Studio`, and converts the result back; each action is also a named endpoint
+(`api_name=`) that scripts reach with gradio_client. User mistakes
+(`StudioError`) become `gr.Error` messages; anything else is logged with its
+traceback and shown as a short generic message. Layout and wiring are separate
+methods: `_*_layout` builds components, `_wire_*` connects them.
 """
 
 from __future__ import annotations
@@ -12,20 +13,18 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import tempfile
-import time
-from pathlib import Path
 
 import gradio as gr
 import numpy as np
 
-from . import audio, streaming
+from . import audio
 from .config import Settings
-from .engine import (LANGUAGES, Engine, Sampling, SynthesisRequest, VoicePrompt, normalise_language,
-                     validate_text)
-from .errors import InvalidInput, ModelUnavailable, StudioError
-from .library import Library, Voice
-from .transcribe import Transcriber, Transcript, suggest_span
+from .engine import Engine, Sampling
+from .errors import InvalidInput, StudioError
+from .languages import LANGUAGES
+from .library import Voice
+from .studio import NewVoice, SpeakRequest, Studio
+from .transcribe import Transcriber
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +33,7 @@ MODE_CHOICES = [("ICL (audio + transcript)", "icl"), ("x-vector only (audio)", "
 INTERNAL_ERROR = "Something went wrong inside the studio; the details are in the server log."
 VOICE_COLUMNS = ["name", "language", "mode", "tags", "created"]
 REFERENCE_CHOICE = "Reference clip below"
+EMPTY_LIBRARY = "The library is empty. Save a voice below (from the Preview tab's reference) or import one."
 
 
 def user_errors(fn):
@@ -72,130 +72,65 @@ def to_gradio_audio(samples: np.ndarray, rate: int) -> tuple[int, np.ndarray]:
     return rate, (pcm * 32767.0).astype(np.int16)
 
 
-def sampling_from(temperature, top_p, top_k, repetition_penalty, seed, max_frames) -> Sampling:
-    seed = None if seed is None or int(seed) < 0 else int(seed)
-    max_frames = None if not max_frames or int(max_frames) <= 0 else int(max_frames)
-    return Sampling(float(temperature), float(top_p), int(top_k), float(repetition_penalty), seed, max_frames)
+def speak_request(text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
+                  repetition_penalty, seed, max_frames) -> SpeakRequest:
+    """The Preview form's values as a core request (-1 seed: random; 0 max frames: from the text)."""
+    try:
+        seed = None if seed is None or int(seed) < 0 else int(seed)
+        max_frames = None if not max_frames or int(max_frames) <= 0 else int(max_frames)
+        sampling = Sampling(float(temperature), float(top_p), int(top_k), float(repetition_penalty), seed,
+                            max_frames)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise InvalidInput("Sampling settings must be numbers.") from error
+    return SpeakRequest(text=text, language=language, voice=voice, reference=reference, ref_text=ref_text,
+                        mode=mode or "icl", sampling=sampling)
+
+
+def clean_options(mono=True, resample=True, remove_dc=True, trim_silence=True, normalize=True, denoise=False,
+                  hum="off", tail_ms=150) -> audio.CleanOptions:
+    if hum not in {value for _, value in HUM_CHOICES}:
+        raise InvalidInput("Hum filter must be off, auto, 50 or 60.")
+    return audio.CleanOptions(mono=bool(mono), resample=bool(resample), remove_dc=bool(remove_dc),
+                              trim_silence=bool(trim_silence), normalize=bool(normalize),
+                              tail_ms=int(tail_ms or 0), denoise=bool(denoise), hum=hum)
 
 
 def voice_rows(voices: list[Voice]) -> list[list[str]]:
     return [[v.name, v.language, v.mode, ", ".join(v.tags), v.created_at[:16].replace("T", " ")] for v in voices]
 
 
+def progress_reporter(progress):
+    return lambda message: progress(0.05, desc=message)
+
+
 class StudioUI:
-    """Holds the shared core objects and builds the Blocks app around them."""
+    """Builds the Blocks app around one `Studio`."""
 
-    def __init__(self, settings: Settings, engine: Engine | None = None, library: Library | None = None,
-                 transcriber: Transcriber | None = None):
-        self.settings = settings
-        self.engine = engine or Engine(settings)
-        self.library = library or Library(settings.voices_dir, settings.max_upload_mb * 1e6)
-        self.transcriber = transcriber or Transcriber(settings.whisper_model, settings.device)
-        self.files = Path(tempfile.mkdtemp(prefix="voice-studio-"))
-
-    def _wav(self, clip: audio.Clip, stem: str) -> str:
-        """Write a clip for Gradio to serve (Gradio copies it into its own cache); drop ours after an hour."""
-        cutoff = time.time() - 3600
-        for old in self.files.glob("*"):
-            if old.stat().st_mtime < cutoff:
-                old.unlink(missing_ok=True)
-        path = self.files / f"{stem}-{time.time_ns()}.wav"
-        audio.write_wav(clip.samples, clip.rate, path)
-        return str(path)
-
-    # -- voices and references ---------------------------------------------------------------
-    def reference_clip(self, reference: str | None) -> audio.Clip:
-        if not reference:
-            raise InvalidInput("Upload or record a reference clip of the voice to clone.")
-        return audio.load(reference, max_bytes=self.settings.max_upload_mb * 1e6,
-                          max_seconds=self.settings.max_reference_seconds)
-
-    def prompt(self, voice: str | None, reference: str | None, ref_text: str | None, mode: str) -> VoicePrompt:
-        """A library voice by name; else the uploaded reference; else the library's default voice."""
-        if voice and voice.strip():
-            return self.library.prompt(self.library.get(voice), self.engine)
-        if reference:
-            return self.engine.make_prompt(self.reference_clip(reference), ref_text, mode)
-        default = self.library.default()
-        if default is None:
-            raise InvalidInput("Choose a voice from the library or upload a reference clip of the voice to clone.")
-        return self.library.prompt(default, self.engine)
-
-    def request(self, text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
-                repetition_penalty, seed, max_frames, progress=None) -> SynthesisRequest:
-        # Cheap checks first, so a typo is reported before any model work.
-        text = validate_text(text, self.settings.max_text_chars)
-        language = normalise_language(language)
-        sampling = sampling_from(temperature, top_p, top_k, repetition_penalty, seed, max_frames)
-        sampling.validate()
-        if progress is not None:
-            self.engine.load(progress=lambda message: progress(0.05, desc=message))
-        prompt = self.prompt(voice, reference, ref_text, mode)
-        return self.engine.check_request(SynthesisRequest(text, language, prompt, sampling))
+    def __init__(self, studio: Studio):
+        self.studio = studio
+        self.settings = studio.settings
 
     # -- reference endpoints -----------------------------------------------------------------
-    def clean_reference(self, reference, start, end, options: audio.CleanOptions):
-        """The trimmed upload and its cleaned version, with the report of what cleaning did."""
-        clip = self.reference_clip(reference)
-        if start or end:
-            clip = audio.trim(clip, start or 0.0, end or None)
-        cleaned, report = audio.clean(clip, options)
-        return clip, cleaned, report
-
     def prepare_reference(self, reference, start=0.0, end=0.0, mono=True, resample=True, remove_dc=True,
                           trim_silence=True, normalize=True, denoise=False, hum="off", tail_ms=150):
         """Trim and clean an upload: returns the cleaned 24 kHz WAV and the quality report (JSON)."""
-        if hum not in {value for _, value in HUM_CHOICES}:
-            raise InvalidInput("Hum filter must be off, auto, 50 or 60.")
-        options = audio.CleanOptions(mono=bool(mono), resample=bool(resample), remove_dc=bool(remove_dc),
-                                     trim_silence=bool(trim_silence), normalize=bool(normalize),
-                                     tail_ms=int(tail_ms or 0), denoise=bool(denoise), hum=hum)
-        _, cleaned, report = self.clean_reference(reference, start, end, options)
-        return self._wav(cleaned, "reference"), report.to_dict()
+        options = clean_options(mono, resample, remove_dc, trim_silence, normalize, denoise, hum, tail_ms)
+        result = self.studio.prepare_reference(reference, start or 0.0, end or 0.0, options)
+        return str(self.studio.write_wav(result.cleaned, "reference")), result.report.to_dict()
 
     def transcribe(self, reference, language="Japanese", progress=gr.Progress()):
         """Whisper transcript with detected language, probability and word timestamps (JSON)."""
-        clip = self.reference_clip(reference)
-        return self.transcriber.transcribe(clip, language, progress=lambda m: progress(0.1, desc=m)).to_dict()
-
-    def trim_reference(self, audio_file, transcript: dict | None, start: float, end: float):
-        """Cut a transcribed clip and its transcript at the same place, so ref_text always matches."""
-        clip = self.reference_clip(audio_file)
-        trimmed = audio.trim(clip, start, end or None)
-        if not transcript:
-            return self._wav(trimmed, "trimmed"), None, ""
-        words = Transcript.from_dict(transcript)
-        cut = words.cut_words(start, end or clip.duration)
-        kept = words.slice(start, end or clip.duration)
-        note = ""
-        if cut:
-            note = ("The trim cuts through " + ", ".join(repr(w.text.strip()) for w in cut) +
-                    "; words are kept in the text when most of them is kept in the audio.")
-        return self._wav(trimmed, "trimmed"), kept.to_dict(), note
-
-    def suggest_reference(self, audio_file, transcript: dict | None):
-        """Trim a transcribed clip to the suggested 3-15 s span at word or sentence boundaries."""
-        if not transcript:
-            raise InvalidInput("Transcribe the clip first: the suggestion uses its word timestamps.")
-        clip = self.reference_clip(audio_file)
-        span = suggest_span(Transcript.from_dict(transcript), clip.duration)
-        path, kept, note = self.trim_reference(audio_file, transcript, span.start, span.end)
-        return path, kept, " ".join(filter(None, [f"Kept {span.start:.2f}-{span.end:.2f} s.", span.note, note]))
+        return self.studio.transcribe(reference, language, progress=progress_reporter(progress)).to_dict()
 
     # -- synthesis endpoints -----------------------------------------------------------------
     def synthesize(self, text, language="English", voice=None, reference=None, ref_text=None, mode="icl",
                    temperature=0.9, top_p=1.0, top_k=50, repetition_penalty=1.05, seed=-1, max_frames=0,
                    progress=gr.Progress(track_tqdm=True)):
         """Speak `text` in a cloned voice (one shot). Returns a 24 kHz WAV and a summary."""
-        started = time.perf_counter()
-        request = self.request(text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
-                               repetition_penalty, seed, max_frames, progress)
-        samples, used_seed = self.engine.synthesize(request)
-        elapsed = time.perf_counter() - started
-        seconds = len(samples) / 24000
-        summary = (f"{seconds:.2f} s of audio in {elapsed:.2f} s (real-time factor "
-                   f"{elapsed / max(seconds, 1e-9):.2f}); seed {used_seed}.")
-        return to_gradio_audio(samples, 24000), summary
+        request = speak_request(text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
+                                repetition_penalty, seed, max_frames)
+        take = self.studio.synthesize(request, progress=progress_reporter(progress))
+        return to_gradio_audio(take.samples, take.rate), take.summary()
 
     def stream(self, text, language="English", voice=None, reference=None, ref_text=None, mode="icl",
                temperature=0.9, top_p=1.0, top_k=50, repetition_penalty=1.05, seed=-1, max_frames=0):
@@ -205,41 +140,37 @@ class StudioUI:
         between items, so this is what lets a cancelled or disconnected client stop generation within
         one frame. Scripts keep the items that are file paths.
         """
-        request = self.request(text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
-                               repetition_penalty, seed, max_frames)
-        for chunk in streaming.stream(self.engine, request, heartbeat=True):
+        request = speak_request(text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
+                                repetition_penalty, seed, max_frames)
+        for chunk in self.studio.stream(request, heartbeat=True):
             if chunk is None or not len(chunk.samples):
                 yield gr.skip()
             else:
-                yield to_gradio_audio(chunk.samples, 24000)
+                yield to_gradio_audio(chunk.samples, self.studio.engine.capabilities.sample_rate)
 
     def preview_stream(self, text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
                        repetition_penalty, seed, max_frames, progress=gr.Progress(track_tqdm=True)):
         """The Preview player: chunks to the streaming player, then the whole take and its timings."""
-        request = self.request(text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
-                               repetition_penalty, seed, max_frames, progress)
-        take_stream = streaming.stream(self.engine, request, heartbeat=True)
+        request = speak_request(text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
+                                repetition_penalty, seed, max_frames)
+        take_stream = self.studio.stream(request, heartbeat=True, progress=progress_reporter(progress))
+        rate = self.studio.engine.capabilities.sample_rate
         for chunk in take_stream:
             if chunk is None or not len(chunk.samples):
                 yield gr.skip(), gr.skip(), gr.skip()
                 continue
-            yield to_gradio_audio(chunk.samples, 24000), gr.skip(), f"Streaming... {chunk.elapsed:.1f} s"
+            yield to_gradio_audio(chunk.samples, rate), gr.skip(), f"Streaming... {chunk.elapsed:.1f} s"
         take = take_stream.take
         yield gr.skip(), to_gradio_audio(take.samples, take.rate), take.summary()
 
     def status(self) -> str:
         """Whether the TTS model is loaded, and where."""
-        return self.engine.status()
-
-    def refresh_status(self) -> str:
-        return self.engine.status()
+        return self.studio.status()
 
     # -- library endpoints -------------------------------------------------------------------
     def list_voices(self, query: str | None = None) -> list[dict]:
         """Voices whose name, tag or language contains `query` (all when empty)."""
-        default = self.library.default()
-        return [dict(v.summary(), default=default is not None and v.folder == default.folder)
-                for v in self.library.list(query or "")]
+        return self.studio.list_voices(query)
 
     def save_voice(self, name, reference, ref_text=None, language="Japanese", mode="icl", notes=None, tags=None,
                    preview=None, original=None) -> dict:
@@ -248,86 +179,71 @@ class StudioUI:
         The clip is stored as given, at 24 kHz mono: clean it first (Reference tab or
         /prepare_reference). `original` is the raw upload it came from, kept beside it.
         """
-        clip = self.reference_clip(reference)
-        prompt = None
-        try:
-            prompt = self.engine.make_prompt(clip, ref_text, mode)
-        except ModelUnavailable as error:
-            log.warning("saving %r without a prompt (built on first use): %s", name, error)
-        preview_audio = None
+        take = None
         if preview is not None:
             rate, samples = preview
-            preview_audio = (audio.from_array(samples, rate).samples, rate)
-        source = Path(original) if original and Path(original).is_file() else Path(reference)
-        original = (source.name, source.read_bytes())
-        voice = self.library.save(name, clip, ref_text or "", language, mode, prompt=prompt, notes=notes or "",
-                                  tags=tags, original=original, preview=preview_audio)
-        return voice.summary()
+            take = audio.from_array(samples, rate, "The take", max_seconds=self.settings.max_request_seconds)
+        new = NewVoice(name=name, reference=reference, ref_text=ref_text, language=language, mode=mode or "icl",
+                       notes=notes, tags=tags, preview=take, original=original)
+        return self.studio.save_voice(new).summary()
 
     def rename_voice(self, name: str, new_name: str) -> dict:
-        return self.library.rename(name, new_name).summary()
+        return self.studio.rename_voice(name, new_name).summary()
 
     def duplicate_voice(self, name: str, new_name: str) -> dict:
-        return self.library.duplicate(name, new_name).summary()
+        return self.studio.duplicate_voice(name, new_name).summary()
 
     def delete_voice(self, name: str) -> str:
-        voice = self.library.delete(name)
+        voice = self.studio.delete_voice(name)
         return f"Deleted {voice.name!r}. It is in the trash: Undo delete brings it back."
 
     def restore_voice(self, name: str | None = None) -> dict:
-        return self.library.restore(name or None).summary()
+        return self.studio.restore_voice(name).summary()
 
     def set_default_voice(self, name: str) -> dict:
-        return self.library.set_default(name).summary()
+        return self.studio.set_default_voice(name).summary()
 
     def export_voice(self, name: str) -> str:
-        voice = self.library.get(name)
-        return str(self.library.export(voice.name, self.files / f"{voice.folder}.zip"))
+        return str(self.studio.export_voice(name))
 
     def import_voice(self, file: str, name: str | None = None, language: str = "Auto") -> dict:
         """Import a Voice Studio .zip, or a .pt voice file saved by the official Qwen3-TTS demo."""
-        if not file:
-            raise InvalidInput("Choose a voice file (.zip from Voice Studio, or .pt from the Qwen3-TTS demo).")
-        path = Path(file)
-        if path.suffix.lower() == ".pt":
-            return self.library.import_official(path, name or path.stem, self.engine, language).summary()
-        return self.library.import_zip(path).summary()
+        return self.studio.import_voice(file, name, language).summary()
 
     def load_voice(self, name: str):
         """Details of a voice for the Library tab: summary, reference audio, approved preview."""
-        voice = self.library.get(name)
-        folder = self.library.path(voice)
-        reference = self.library.reference_path(voice)
-        preview = folder / voice.preview if voice.preview else None
-        return voice.summary(), str(reference) if reference else None, str(preview) if preview else None
+        details = self.studio.voice_details(name)
+        if details is None:
+            return None, None, None
+        return (details.summary, str(details.reference) if details.reference else None,
+                str(details.preview) if details.preview else None)
 
     # -- layout ------------------------------------------------------------------------------
-    def voice_names(self) -> list[str]:
-        return [v.name for v in self.library.voices()]
-
     def voice_choices(self) -> list[tuple[str, str]]:
-        return [(REFERENCE_CHOICE, "")] + [(name, name) for name in self.voice_names()]
+        return [(REFERENCE_CHOICE, "")] + [(name, name) for name in self.studio.voice_names()]
 
     def build(self) -> gr.Blocks:
         with gr.Blocks(title="Voice Studio", delete_cache=(3600, 3600)) as demo:
             gr.Markdown("# Voice Studio\nClone a voice from a short clip with Qwen3-TTS.")
-            status = gr.Markdown(self.engine.status(), elem_id="status")
+            status = gr.Markdown(self.studio.status(), elem_id="status")
             with gr.Tabs() as tabs:
                 with gr.Tab("Reference", id="reference"):
-                    reference_tab = self._reference_tab()
+                    reference = self._reference_layout()
                 with gr.Tab("Preview", id="preview"):
-                    preview = self._preview_tab(status)
+                    preview = self._preview_layout()
                 with gr.Tab("Compare", id="compare"):
                     gr.Markdown("Side-by-side comparison of voices and cloning modes, with measured speaker "
                                 "similarity and intelligibility, is not built yet. Until then, use Preview with a "
                                 "fixed seed to compare takes one after another.")
                 with gr.Tab("Library", id="library") as library_tab:
-                    self._library_tab(preview, tabs, library_tab)
-            self._connect_reference(reference_tab, preview, tabs)
+                    library = self._library_layout()
+            self._wire_reference(reference, preview, tabs)
+            self._wire_preview(preview, status)
+            self._wire_library(library, preview, tabs, library_tab)
             demo.load(user_errors(self.status), outputs=status, api_name="status")
         return demo
 
-    def _reference_tab(self) -> dict:
+    def _reference_layout(self) -> dict:
         gr.Markdown("Upload or record the voice to clone, trim it (waveform editor or start/end), clean it, "
                     "transcribe it, then use it in Preview. 3-15 s of clear speech from one speaker works best.")
         c = {}
@@ -353,9 +269,9 @@ class StudioUI:
             c["after"] = gr.Audio(label="After (used for cloning)", type="filepath", interactive=False,
                                   elem_id="reference-after")
         c["report"] = gr.Markdown(elem_id="reference-report")
-        c["report_json"] = gr.JSON(visible=False)
         with gr.Row():
-            c["language"] = gr.Dropdown(list(LANGUAGES), value="Japanese", label="Spoken language")
+            c["language"] = gr.Dropdown(list(LANGUAGES), value="Japanese", label="Spoken language",
+                                        allow_custom_value=True)
             c["transcribe"] = gr.Button("Transcribe")
         c["detected"] = gr.Markdown(elem_id="reference-detected")
         c["ref_text"] = gr.Textbox(label="Transcript (ref_text), editable", lines=2, elem_id="reference-text")
@@ -367,26 +283,23 @@ class StudioUI:
         c["trim_note"] = gr.Markdown(elem_id="reference-trim-note")
         return c
 
-    def _connect_reference(self, c: dict, preview: dict, tabs) -> None:
+    def _wire_reference(self, c: dict, preview: dict, tabs) -> None:
+        studio = self.studio
         options = [c[k] for k in ("mono", "resample", "remove_dc", "trim_silence", "normalize", "denoise", "hum",
                                   "tail_ms")]
 
-        def clean_clip(upload, start, end, mono, resample, remove_dc, trim_silence, normalize, denoise, hum,
-                       tail_ms):
-            options = audio.CleanOptions(mono=mono, resample=resample, remove_dc=remove_dc,
-                                         trim_silence=trim_silence, normalize=normalize, denoise=denoise, hum=hum,
-                                         tail_ms=int(tail_ms or 0))
-            before, cleaned, report = self.clean_reference(upload, start, end, options)
-            steps = "\n".join(f"- {step}" for step in report.steps) or "- none switched on"
-            text = f"**After cleaning:** {report.after.advice()}\n\n**Steps:**\n{steps}"
-            return (self._wav(before, "before"), self._wav(cleaned, "reference"), text, report.to_dict(), "", None,
-                    "The audio changed: transcribe it again.")
+        def clean_clip(upload, start, end, *flags):
+            result = studio.prepare_reference(upload, start or 0.0, end or 0.0, clean_options(*flags))
+            steps = "\n".join(f"- {step}" for step in result.report.steps) or "- none switched on"
+            text = f"**After cleaning:** {result.report.after.advice()}\n\n**Steps:**\n{steps}"
+            return (str(studio.write_wav(result.raw, "before")), str(studio.write_wav(result.cleaned, "reference")),
+                    text, "", None, "The audio changed: transcribe it again.")
 
         c["clean"].click(user_errors(clean_clip), inputs=[c["upload"], c["start"], c["end"], *options],
-                         outputs=[c["before"], c["after"], c["report"], c["report_json"], c["ref_text"],
-                                  c["transcript"], c["detected"]], api_visibility="private")
+                         outputs=[c["before"], c["after"], c["report"], c["ref_text"], c["transcript"],
+                                  c["detected"]], api_visibility="private")
         api_report = gr.JSON(visible=False)
-        api_cleaned = gr.Audio(type="filepath", visible=False)
+        api_cleaned = gr.File(visible=False)
         gr.Button(visible=False).click(user_errors(self.prepare_reference),
                                        inputs=[c["upload"], c["start"], c["end"], *options],
                                        outputs=[api_cleaned, api_report], api_name="prepare_reference")
@@ -403,21 +316,21 @@ class StudioUI:
         gr.Button(visible=False).click(user_errors(self.transcribe), inputs=[c["upload"], c["language"]],
                                        outputs=api_transcript, api_name="transcribe")
 
-        def trimmed(result):
-            path, transcript, note = result
-            report = audio.assess(audio.load(path)).advice()
-            text = transcript["text"] if transcript else gr.skip()
-            return path, transcript, text, note, f"**After trimming:** {report}"
+        def shown(result):
+            text = result.transcript.text if result.transcript else gr.skip()
+            transcript = result.transcript.to_dict() if result.transcript else None
+            return (str(studio.write_wav(result.clip, "trimmed")), transcript, text, result.note,
+                    f"**After trimming:** {result.report.advice()}")
 
         def suggest_clip(after, transcript):
             if not after:
                 raise InvalidInput("Clean the clip first; the suggestion trims the cleaned clip.")
-            return trimmed(self.suggest_reference(after, transcript))
+            return shown(studio.suggest_reference(after, transcript))
 
         def trim_clip(after, transcript, start, end):
             if not after:
                 raise InvalidInput("Clean the clip first.")
-            return trimmed(self.trim_reference(after, transcript, start or 0.0, end or 0.0))
+            return shown(studio.trim_reference(after, transcript, start or 0.0, end or 0.0))
 
         outputs = [c["after"], c["transcript"], c["ref_text"], c["trim_note"], c["report"]]
         c["suggest"].click(user_errors(suggest_clip), inputs=[c["after"], c["transcript"]], outputs=outputs,
@@ -428,10 +341,7 @@ class StudioUI:
         def use_clip(after, ref_text, upload):
             if not after:
                 raise InvalidInput("Clean the clip first (Clean and check).")
-            report = audio.assess(audio.load(after))
-            if not report.ok:
-                problems = " ".join(i.message for i in report.issues if i.level == "error")
-                raise InvalidInput(f"This reference cannot be used yet: {problems}")
+            studio.approve_reference(after)
             return after, ref_text, "", upload, gr.Tabs(selected="preview")
 
         c["use"].click(user_errors(use_clip), inputs=[c["after"], c["ref_text"], c["upload"]],
@@ -439,191 +349,189 @@ class StudioUI:
                                 tabs],
                        api_visibility="private")
 
-    def _preview_tab(self, status) -> dict:
-        default = self.library.default()
+    def _preview_layout(self) -> dict:
+        default = self.studio.library.default()
+        p = {}
         with gr.Row():
             with gr.Column():
                 # Custom values: voices saved after the page was built are valid too; the library checks names.
-                voice = gr.Dropdown(self.voice_choices(), value="", label="Voice", allow_custom_value=True,
-                                    info="A library voice, or the reference clip below (when none is "
-                                         f"uploaded: the default voice{f', {default.name}' if default else ''})",
-                                    elem_id="preview-voice")
-                reference = gr.Audio(label="Reference clip", type="filepath", sources=["upload", "microphone"],
-                                     elem_id="preview-reference")
-                ref_text = gr.Textbox(label="Reference transcript (ref_text)", lines=2,
-                                      placeholder="Exactly what is said in the reference clip")
-                mode = gr.Radio(MODE_CHOICES, value="icl", label="Cloning mode")
+                p["voice"] = gr.Dropdown(self.voice_choices(), value="", label="Voice", allow_custom_value=True,
+                                         info="A library voice, or the reference clip below (when none is "
+                                              f"uploaded: the default voice{f', {default.name}' if default else ''})",
+                                         elem_id="preview-voice")
+                p["reference"] = gr.Audio(label="Reference clip", type="filepath", sources=["upload", "microphone"],
+                                          elem_id="preview-reference")
+                p["ref_text"] = gr.Textbox(label="Reference transcript (ref_text)", lines=2,
+                                           placeholder="Exactly what is said in the reference clip")
+                p["mode"] = gr.Radio(MODE_CHOICES, value="icl", label="Cloning mode")
             with gr.Column():
-                text = gr.Textbox(label="Text to speak", lines=4,
-                                  value="Hello! This is my cloned voice speaking English.")
-                language = gr.Dropdown(list(LANGUAGES), value="English", label="Language")
+                p["text"] = gr.Textbox(label="Text to speak", lines=4,
+                                       value="Hello! This is my cloned voice speaking English.")
+                p["language"] = gr.Dropdown(list(LANGUAGES), value="English", label="Language",
+                                            allow_custom_value=True)
                 with gr.Accordion("Sampling", open=False):
-                    temperature = gr.Slider(0, 2, value=0.9, step=0.05, label="Temperature (0 = greedy)")
-                    top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p")
-                    top_k = gr.Slider(0, 200, value=50, step=1, label="Top-k")
-                    repetition_penalty = gr.Slider(1, 2, value=1.05, step=0.01, label="Repetition penalty")
-                    seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
-                    max_frames = gr.Number(value=0, precision=0, label="Max frames per sentence (0 = from text)")
+                    p["temperature"] = gr.Slider(0, 2, value=0.9, step=0.05, label="Temperature (0 = greedy)")
+                    p["top_p"] = gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p")
+                    p["top_k"] = gr.Slider(0, 200, value=50, step=1, label="Top-k")
+                    p["repetition_penalty"] = gr.Slider(1, 2, value=1.05, step=0.01, label="Repetition penalty")
+                    p["seed"] = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
+                    p["max_frames"] = gr.Number(value=0, precision=0, label="Max frames per sentence (0 = from text)")
                 with gr.Row():
-                    stream_button = gr.Button("Stream", variant="primary")
-                    synthesize = gr.Button("Synthesize (one shot)")
-                    stop = gr.Button("Stop", variant="stop")
-        player = gr.Audio(label="Live", streaming=True, autoplay=True, interactive=False, elem_id="player")
-        output = gr.Audio(label="Take", type="numpy", format="wav", interactive=False, elem_id="take")
-        summary = gr.Markdown(elem_id="take-summary")
-        inputs = [text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
-                  repetition_penalty, seed, max_frames]
-        streamed = stream_button.click(
-            user_errors(self.preview_stream), inputs=inputs, outputs=[player, output, summary],
-            api_visibility="private", concurrency_limit=self.settings.concurrency,
-        )
-        streamed.then(self.refresh_status, outputs=status, api_visibility="private")
-        one_shot = synthesize.click(
-            user_errors(self.synthesize), inputs=inputs, outputs=[output, summary],
-            api_name="synthesize", concurrency_limit=self.settings.concurrency,
-        )
-        one_shot.then(self.refresh_status, outputs=status, api_visibility="private")
-        stop.click(None, cancels=[streamed, one_shot])
+                    p["stream"] = gr.Button("Stream", variant="primary")
+                    p["synthesize"] = gr.Button("Synthesize (one shot)")
+                    p["stop"] = gr.Button("Stop", variant="stop")
+        p["player"] = gr.Audio(label="Live", streaming=True, autoplay=True, interactive=False, elem_id="player")
+        p["take"] = gr.Audio(label="Take", type="numpy", format="wav", interactive=False, elem_id="take")
+        p["summary"] = gr.Markdown(elem_id="take-summary")
+        # The raw upload behind a reference cleaned on the Reference tab; a direct upload here clears it.
+        p["original"] = gr.State(None)
+        return p
+
+    def _wire_preview(self, p: dict, status) -> None:
+        inputs = [p[k] for k in ("text", "language", "voice", "reference", "ref_text", "mode", "temperature",
+                                 "top_p", "top_k", "repetition_penalty", "seed", "max_frames")]
+        limit = self.settings.concurrency
+        streamed = p["stream"].click(user_errors(self.preview_stream), inputs=inputs,
+                                     outputs=[p["player"], p["take"], p["summary"]], api_visibility="private",
+                                     concurrency_limit=limit)
+        streamed.then(self.status, outputs=status, api_visibility="private")
+        one_shot = p["synthesize"].click(user_errors(self.synthesize), inputs=inputs,
+                                         outputs=[p["take"], p["summary"]], api_name="synthesize",
+                                         concurrency_limit=limit)
+        one_shot.then(self.status, outputs=status, api_visibility="private")
+        p["stop"].click(None, cancels=[streamed, one_shot])
         # Scripts: a plain WAV output reaches gradio_client as one file per chunk.
         api_chunks = gr.Audio(type="numpy", format="wav", visible=False)
-        api_button = gr.Button(visible=False)
-        api_button.click(user_errors(self.stream), inputs=inputs, outputs=api_chunks, api_name="stream",
-                         concurrency_limit=self.settings.concurrency)
-        # The raw upload behind a reference cleaned on the Reference tab; a direct upload here clears it.
-        original = gr.State(None)
-        reference.upload(lambda: None, outputs=original, api_visibility="private")
-        return dict(voice=voice, reference=reference, ref_text=ref_text, mode=mode, take=output, original=original)
+        gr.Button(visible=False).click(user_errors(self.stream), inputs=inputs, outputs=api_chunks,
+                                       api_name="stream", concurrency_limit=limit)
+        p["reference"].upload(lambda: None, outputs=p["original"], api_visibility="private")
 
-    def _library_tab(self, preview: dict, tabs, library_tab) -> None:
+    def _library_layout(self) -> dict:
+        voices = self.studio.library.voices()
+        w = {}
         with gr.Row():
-            query = gr.Textbox(label="Search by name, tag or language", scale=3)
-            refresh = gr.Button("Refresh", scale=1)
-        table = gr.Dataframe(voice_rows(self.library.voices()), headers=VOICE_COLUMNS, interactive=False,
-                             label="Voices", elem_id="voice-table")
+            w["query"] = gr.Textbox(label="Search by name, tag or language", scale=3)
+            w["refresh"] = gr.Button("Refresh", scale=1)
+        w["table"] = gr.Dataframe(voice_rows(voices), headers=VOICE_COLUMNS, interactive=False, label="Voices",
+                                  elem_id="voice-table")
         with gr.Row():
             with gr.Column():
-                selected = gr.Dropdown(self.voice_names(), label="Voice", elem_id="library-voice",
-                                       allow_custom_value=True)
-                details = gr.JSON(label="Details")
-                reference_audio = gr.Audio(label="Reference", type="filepath", interactive=False)
-                preview_audio = gr.Audio(label="Approved preview", type="filepath", interactive=False)
+                w["selected"] = gr.Dropdown([v.name for v in voices], value=None, label="Voice",
+                                            elem_id="library-voice", allow_custom_value=True)
+                w["details"] = gr.JSON(label="Details")
+                w["reference"] = gr.Audio(label="Reference", type="filepath", interactive=False)
+                w["preview"] = gr.Audio(label="Approved preview", type="filepath", interactive=False)
             with gr.Column():
                 with gr.Row():
-                    use = gr.Button("Load into Preview", variant="primary")
-                    make_default = gr.Button("Set as default")
-                new_name = gr.Textbox(label="New name (for Rename / Duplicate)")
+                    w["use"] = gr.Button("Load into Preview", variant="primary")
+                    w["make_default"] = gr.Button("Set as default")
+                w["new_name"] = gr.Textbox(label="New name (for Rename / Duplicate)")
                 with gr.Row():
-                    rename = gr.Button("Rename")
-                    duplicate = gr.Button("Duplicate")
+                    w["rename"] = gr.Button("Rename")
+                    w["duplicate"] = gr.Button("Duplicate")
                 with gr.Row():
-                    delete = gr.Button("Delete", variant="stop")
-                    undo = gr.Button("Undo delete")
-                export = gr.Button("Export as .zip")
-                exported = gr.File(label="Exported voice", interactive=False)
-                message = gr.Markdown(elem_id="library-message")
+                    w["delete"] = gr.Button("Delete", variant="stop")
+                    w["undo"] = gr.Button("Undo delete")
+                w["export"] = gr.Button("Export as .zip")
+                w["exported"] = gr.File(label="Exported voice", interactive=False)
+                w["message"] = gr.Markdown("" if voices else EMPTY_LIBRARY, elem_id="library-message")
         with gr.Accordion("Save the current reference as a voice", open=True):
             with gr.Row():
-                save_name = gr.Textbox(label="Name", elem_id="save-name")
-                save_language = gr.Dropdown(list(LANGUAGES), value="Japanese", label="Reference language")
+                w["save_name"] = gr.Textbox(label="Name", elem_id="save-name")
+                w["save_language"] = gr.Dropdown(list(LANGUAGES), value="Japanese", label="Reference language",
+                                                 allow_custom_value=True)
             with gr.Row():
-                save_notes = gr.Textbox(label="Notes")
-                save_tags = gr.Textbox(label="Tags (comma separated)")
-            with_take = gr.Checkbox(label="Keep the last Preview take as the approved preview", value=False)
-            save = gr.Button("Save voice", variant="primary")
+                w["save_notes"] = gr.Textbox(label="Notes")
+                w["save_tags"] = gr.Textbox(label="Tags (comma separated)")
+            w["with_take"] = gr.Checkbox(label="Keep the last Preview take as the approved preview", value=False)
+            w["save"] = gr.Button("Save voice", variant="primary")
         with gr.Accordion("Import a voice (.zip from Voice Studio, .pt from the Qwen3-TTS demo)", open=False):
-            import_file = gr.File(label="Voice file", file_types=[".zip", ".pt"], type="filepath")
-            import_name = gr.Textbox(label="Name (for .pt files)")
-            import_language = gr.Dropdown(list(LANGUAGES), value="Auto", label="Language (for .pt files)")
-            import_button = gr.Button("Import")
-        result = gr.JSON(visible=False)
+            w["import_file"] = gr.File(label="Voice file", file_types=[".zip", ".pt"], type="filepath")
+            w["import_name"] = gr.Textbox(label="Name (for .pt files)")
+            w["import_language"] = gr.Dropdown(list(LANGUAGES), value="Auto", label="Language (for .pt files)",
+                                               allow_custom_value=True)
+            w["import"] = gr.Button("Import")
+        w["result"] = gr.JSON(visible=False)
+        return w
+
+    def _wire_library(self, w: dict, preview: dict, tabs, library_tab) -> None:
+        details = [w["details"], w["reference"], w["preview"]]
+        listing = [w["table"], w["selected"], preview["voice"], w["message"]]
 
         def refreshed(query_text="", keep=None):
-            names = self.voice_names()
+            names = self.studio.voice_names()
             choice = keep if keep in names else None
-            rows = voice_rows(self.library.list(query_text or ""))
+            rows = voice_rows(self.studio.library.list(query_text or ""))
             return (gr.update(value=rows), gr.update(choices=names, value=choice),
-                    gr.update(choices=self.voice_choices()))
-
-        listing = [table, selected, preview["voice"]]
+                    gr.update(choices=self.voice_choices()), EMPTY_LIBRARY if not names else gr.skip())
 
         def after(event, keep_from=None):
-            keep = keep_from or selected
-            event.then(lambda q, k: refreshed(q, k), inputs=[query, keep], outputs=listing,
+            event.then(refreshed, inputs=[w["query"], keep_from or w["selected"]], outputs=listing,
                        api_visibility="private")
 
-        refresh.click(lambda q: refreshed(q), inputs=query, outputs=listing, api_visibility="private")
-        query.submit(lambda q: refreshed(q), inputs=query, outputs=listing, api_visibility="private")
+        for trigger in (w["refresh"].click, w["query"].submit):
+            trigger(refreshed, inputs=w["query"], outputs=listing, api_visibility="private")
         listed = gr.JSON(visible=False)
-        gr.Button(visible=False).click(user_errors(self.list_voices), inputs=query, outputs=listed,
+        gr.Button(visible=False).click(user_errors(self.list_voices), inputs=w["query"], outputs=listed,
                                        api_name="list_voices")
-        selected.change(user_errors(self.load_voice), inputs=selected,
-                        outputs=[details, reference_audio, preview_audio], api_name="load_voice")
-        library_tab.select(lambda q, name: refreshed(q, name), inputs=[query, selected], outputs=listing,
+        w["selected"].change(user_errors(self.load_voice), inputs=w["selected"], outputs=details,
+                             api_name="load_voice")
+        library_tab.select(refreshed, inputs=[w["query"], w["selected"]], outputs=listing,
                            api_visibility="private").then(
-            lambda name: self.load_voice(name) if name else (None, None, None), inputs=selected,
-            outputs=[details, reference_audio, preview_audio], api_visibility="private")
-
-        def take_if_wanted(keep, take):
-            return take if keep else None
+            user_errors(self.load_voice), inputs=w["selected"], outputs=details, api_visibility="private")
 
         def save_from_preview(name, reference, ref_text, language, mode, notes, tags, keep, take, original):
             voice = self.save_voice(name, reference, ref_text, language, mode, notes, tags,
-                                    take_if_wanted(keep, take), original)
+                                    take if keep else None, original)
             return voice, f"Saved {voice['name']!r}.", gr.update(value=voice["name"])
 
-        saved = save.click(user_errors(save_from_preview),
-                           inputs=[save_name, preview["reference"], preview["ref_text"], save_language,
-                                   preview["mode"], save_notes, save_tags, with_take, preview["take"],
-                                   preview["original"]],
-                           outputs=[result, message, save_name], api_visibility="private")
-        after(saved, save_name)
+        saved = w["save"].click(user_errors(save_from_preview),
+                                inputs=[w["save_name"], preview["reference"], preview["ref_text"],
+                                        w["save_language"], preview["mode"], w["save_notes"], w["save_tags"],
+                                        w["with_take"], preview["take"], preview["original"]],
+                                outputs=[w["result"], w["message"], w["save_name"]], api_visibility="private")
+        after(saved, w["save_name"])
         # The API form of saving: upload + fields, no dependency on the Preview tab.
-        api_reference = gr.Audio(type="filepath", visible=False)
+        api_reference = gr.File(visible=False)
         gr.Button(visible=False).click(
             user_errors(self.save_voice),
-            inputs=[save_name, api_reference, preview["ref_text"], save_language, preview["mode"], save_notes,
-                    save_tags],
-            outputs=result, api_name="save_voice")
+            inputs=[w["save_name"], api_reference, preview["ref_text"], w["save_language"], preview["mode"],
+                    w["save_notes"], w["save_tags"]],
+            outputs=w["result"], api_name="save_voice")
 
         def confirm(template):
             return lambda summary: template.format(**summary)
 
-        renamed = rename.click(user_errors(self.rename_voice), inputs=[selected, new_name], outputs=result,
-                               api_name="rename_voice")
-        renamed.then(confirm("Renamed to {name!r}."), inputs=result, outputs=message, api_visibility="private")
-        after(renamed, new_name)
-        duplicated = duplicate.click(user_errors(self.duplicate_voice), inputs=[selected, new_name],
-                                     outputs=result, api_name="duplicate_voice")
-        duplicated.then(confirm("Duplicated as {name!r}."), inputs=result, outputs=message,
-                        api_visibility="private")
-        after(duplicated, new_name)
-        deleted = delete.click(user_errors(self.delete_voice), inputs=selected, outputs=message,
-                               api_name="delete_voice")
-        after(deleted)
+        def action(button, fn, inputs, api_name, template=None, keep_from=None):
+            event = button.click(user_errors(fn), inputs=inputs,
+                                 outputs=w["result"] if template else w["message"], api_name=api_name)
+            if template:
+                event.then(confirm(template), inputs=w["result"], outputs=w["message"], api_visibility="private")
+            after(event, keep_from)
+
+        action(w["rename"], self.rename_voice, [w["selected"], w["new_name"]], "rename_voice", "Renamed to {name!r}.",
+               w["new_name"])
+        action(w["duplicate"], self.duplicate_voice, [w["selected"], w["new_name"]], "duplicate_voice",
+               "Duplicated as {name!r}.", w["new_name"])
+        action(w["delete"], self.delete_voice, w["selected"], "delete_voice")
         restore_name = gr.Textbox(visible=False)  # empty: the most recently deleted voice
-        restored = undo.click(user_errors(self.restore_voice), inputs=restore_name, outputs=result,
-                              api_name="restore_voice")
-        restored.then(confirm("Restored {name!r}."), inputs=result, outputs=message, api_visibility="private")
-        defaulted = make_default.click(user_errors(self.set_default_voice), inputs=selected, outputs=result,
-                                       api_name="set_default_voice")
-        defaulted.then(confirm("{name!r} is now the default voice."), inputs=result, outputs=message,
-                       api_visibility="private")
-        export.click(user_errors(self.export_voice), inputs=selected, outputs=exported, api_name="export_voice")
-        imported = import_button.click(user_errors(self.import_voice),
-                                       inputs=[import_file, import_name, import_language], outputs=result,
-                                       api_name="import_voice")
-        imported.then(confirm("Imported {name!r}."), inputs=result, outputs=message, api_visibility="private")
-        after(imported)
-        after(restored)
+        action(w["undo"], self.restore_voice, restore_name, "restore_voice", "Restored {name!r}.")
+        action(w["make_default"], self.set_default_voice, w["selected"], "set_default_voice",
+               "{name!r} is now the default voice.")
+        action(w["import"], self.import_voice, [w["import_file"], w["import_name"], w["import_language"]],
+               "import_voice", "Imported {name!r}.")
+        w["export"].click(user_errors(self.export_voice), inputs=w["selected"], outputs=w["exported"],
+                          api_name="export_voice")
 
         def use_voice(name):
             if not name:
                 raise InvalidInput("Pick a voice first.")
             return gr.update(value=name), gr.Tabs(selected="preview")
 
-        use.click(user_errors(use_voice), inputs=selected, outputs=[preview["voice"], tabs],
-                  api_visibility="private")
+        w["use"].click(user_errors(use_voice), inputs=w["selected"], outputs=[preview["voice"], tabs],
+                       api_visibility="private")
 
 
-def build_app(settings: Settings, engine: Engine | None = None, transcriber: Transcriber | None = None) -> gr.Blocks:
-    return StudioUI(settings, engine, transcriber=transcriber).build()
+def build_app(settings: Settings, engine: Engine | None = None, transcriber: Transcriber | None = None,
+              studio: Studio | None = None) -> gr.Blocks:
+    return StudioUI(studio or Studio(settings, engine, transcriber=transcriber)).build()

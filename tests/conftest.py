@@ -60,11 +60,19 @@ def transcriber(whisper_dir):
 
 @pytest.fixture(scope="session")
 def engine(settings):
-    from studio.engine import Engine
+    from studio.engine import create_engine
 
-    engine = Engine(settings)
+    engine = create_engine(settings)
     engine.load()
     return engine
+
+
+@pytest.fixture(scope="module")
+def studio(settings, engine, transcriber, tmp_path_factory):
+    """The core over the session's models, with a voices folder of its own for each test module."""
+    from studio.studio import Studio
+
+    return Studio(settings.replace(voices_dir=tmp_path_factory.mktemp("voices")), engine, transcriber=transcriber)
 
 
 @pytest.fixture(scope="session")
@@ -90,12 +98,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def live_server(settings, engine, transcriber):
-    """The real studio app served on localhost, sharing the session's loaded models."""
+@pytest.fixture(scope="module")
+def live_server(studio):
+    """The real studio app served on localhost: the session's models, this module's voices folder."""
     from studio.ui import StudioUI
 
-    demo = StudioUI(settings, engine, transcriber=transcriber).build()
+    demo = StudioUI(studio).build()
     demo.queue(default_concurrency_limit=2)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)

@@ -1,8 +1,5 @@
 """Loading, cleaning and assessing reference audio with real Japanese speech and a bad-input corpus."""
 
-import shutil
-import subprocess
-
 import numpy as np
 import pytest
 import soundfile as sf
@@ -116,20 +113,93 @@ def test_common_formats_load(tmp_path, speech, fmt, subtype):
     assert abs(clip.duration - speech.duration) < 0.1
 
 
-@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
-def test_m4a_through_ffmpeg(tmp_path, speech):
-    wav, m4a = tmp_path / "in.wav", tmp_path / "clip.m4a"
-    sf.write(wav, speech.samples, 24000)
-    subprocess.run(["ffmpeg", "-v", "error", "-i", str(wav), str(m4a)], check=True)
-    assert abs(audio.load(m4a).duration - speech.duration) < 0.2
+def encode_with_pyav(path, samples, rate, codec, container, codec_rate=None, channels=1):
+    """Write a compressed file with PyAV itself: no system ffmpeg on the machine is needed."""
+    import av
+
+    layout = {1: "mono", 2: "stereo"}.get(channels, f"{channels}c")
+    with av.open(str(path), "w", format=container) as out:
+        stream = out.add_stream(codec, rate=codec_rate or rate)
+        stream.layout = layout
+        frame = av.AudioFrame.from_ndarray(np.tile(samples[None, :], (channels, 1)).astype(np.float32),
+                                           format="fltp", layout=layout)
+        frame.sample_rate = rate
+        for packet in list(stream.encode(frame)) + list(stream.encode(None)):
+            out.mux(packet)
+    return path
 
 
-def test_m4a_without_ffmpeg_says_what_to_install(tmp_path, monkeypatch):
-    path = tmp_path / "clip.m4a"
-    path.write_bytes(b"\x00\x00\x00\x20ftypM4A " + b"\x00" * 200)
+@pytest.mark.parametrize("name, codec, container, codec_rate", [
+    ("clip.m4a", "aac", "mp4", None),
+    ("clip.webm", "libopus", "webm", 48000),
+    ("clip.opus", "libopus", "ogg", 48000),
+    ("clip.mp3", "libmp3lame", "mp3", None),
+    ("clip.aac", "aac", "adts", None),
+])
+def test_browser_and_phone_formats_load_without_system_ffmpeg(tmp_path, speech, monkeypatch, name, codec,
+                                                              container, codec_rate):
+    path = encode_with_pyav(tmp_path / name, speech.samples, 24000, codec, container, codec_rate)
     monkeypatch.setenv("PATH", str(tmp_path))  # a machine without ffmpeg
-    with pytest.raises(AudioError, match="Install ffmpeg"):
-        audio.load(path)
+    clip = audio.load(path)
+    assert abs(clip.duration - speech.duration) < 0.2
+    assert np.abs(clip.samples).max() > 0.1
+
+
+def test_playlists_and_other_non_audio_containers_are_never_opened(tmp_path, speech):
+    """An .m3u8 (or a concat list) could pull local files into a reference; only audio formats open."""
+    secret = tmp_path / "secret.wav"
+    sf.write(secret, speech.samples, 24000)
+    playlist = f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:5.5,\nfile://{secret}\n#EXT-X-ENDLIST\n"
+    for name, body in [("list.m3u8", playlist), ("disguised.wav", playlist),
+                       ("concat.wav", f"ffconcat version 1.0\nfile '{secret}'\n")]:
+        path = tmp_path / name
+        path.write_text(body)
+        with pytest.raises(AudioError, match="could not be decoded"):
+            audio.load(path)
+
+
+def test_sample_rate_and_channels_are_bounded_before_decoding(tmp_path, speech):
+    fast = tmp_path / "384k.wav"
+    sf.write(fast, np.zeros(384000, np.float32), 384000)
+    with pytest.raises(AudioError, match="384000 Hz; the studio takes 8-192 kHz"):
+        audio.load(fast)
+    wide = tmp_path / "ten_channels.wav"
+    sf.write(wide, np.zeros((24000, 10), np.float32), 24000)
+    with pytest.raises(AudioError, match="10 channels; the studio takes 1 to 8"):
+        audio.load(wide)
+    slow = tmp_path / "4k.wav"
+    sf.write(slow, np.zeros(16000, np.float32), 4000)
+    with pytest.raises(AudioError, match="4000 Hz"):
+        audio.load(slow)
+
+
+def test_long_compressed_file_is_refused_from_its_container(tmp_path):
+    """A 20-minute Opus file is tiny; its length is read from the container, not by decoding it."""
+    quiet = np.zeros(24000 * 60 * 20, np.float32)
+    path = encode_with_pyav(tmp_path / "long.webm", quiet, 24000, "libopus", "webm", 48000)
+    assert path.stat().st_size < 3_000_000
+    with pytest.raises(AudioError, match="1200 s long; the limit is 60 s"):
+        audio.load(path, max_seconds=60)
+
+
+def test_a_file_that_hides_its_length_stops_at_the_decoding_cap(tmp_path, speech, monkeypatch):
+    """Without a usable declared length, decoding itself stops at the limit."""
+    path = encode_with_pyav(tmp_path / "long.aac", np.tile(speech.samples, 4), 24000, "aac", "adts")
+    monkeypatch.setattr(audio, "_declared_seconds", lambda container, stream: None)
+    with pytest.raises(AudioError, match="the limit is 10 s"):
+        audio.load(path, max_seconds=10)
+    assert abs(audio.load(path, max_seconds=60).duration - 4 * speech.duration) < 0.3
+
+
+def test_arrays_are_bounded_like_files():
+    with pytest.raises(AudioError, match="the limit is 1 s"):
+        audio.from_array(np.zeros(48000, np.float32), 24000, max_seconds=1)
+    with pytest.raises(AudioError, match="studio takes 8-192 kHz"):
+        audio.from_array(np.zeros(1000, np.float32), 500000)
+    with pytest.raises(AudioError, match="NaN"):
+        audio.from_array(np.array([0.0, np.nan] * 100, np.float32), 24000)
+    stereo = audio.from_array(np.ones((2, 24000), np.int16), 24000)
+    assert stereo.channels == 2 and stereo.samples.shape == (24000,)
 
 
 # -- cleaning ---------------------------------------------------------------------------------------

@@ -22,11 +22,11 @@ def test_page_shows_the_four_tabs(page):
 
 def test_page_serves_without_loading_a_model(settings, browser):
     """A fresh studio (no model loaded) serves its page and says the model loads on first use."""
-    from studio.engine import Engine
+    from studio.engine import create_engine
     from studio.ui import build_app
     from tests.conftest import free_port
 
-    engine = Engine(settings)
+    engine = create_engine(settings)
     demo = build_app(settings, engine)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)

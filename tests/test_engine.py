@@ -5,16 +5,25 @@ import pytest
 
 from studio import audio
 from studio.config import Settings
-from studio.engine import (Engine, Sampling, SynthesisRequest, choose_runtime, fastest_cpu_dtype, frame_budget,
+from studio.engine import (Sampling, SynthesisRequest, choose_runtime, cpu_runs_bf16, create_engine, frame_budget,
                            model_fingerprint)
 from studio.errors import AudioError, InvalidInput, ModelUnavailable
 
 
-def test_runtime_on_cpu_machine():
+def test_runtime_on_cpu_machine_follows_the_cpu_features():
+    import torch
+
     runtime = choose_runtime(Settings(device="auto"))
+    native = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
     assert runtime.device == "cpu" and runtime.attn == "sdpa"
-    assert runtime.dtype == fastest_cpu_dtype() in ("float32", "bfloat16")
+    assert runtime.dtype == ("bfloat16" if native else "float32")
+    assert runtime.reason == cpu_runs_bf16()[1] and runtime.reason in runtime.describe()
     assert choose_runtime(Settings(device="cpu", dtype="float32")).dtype == "float32"
+
+
+def test_auto_dtype_is_the_same_every_time():
+    """Decided from CPU feature flags, not a timing: the same machine always gets the same dtype."""
+    assert len({choose_runtime(Settings(device="cpu")).dtype for _ in range(20)}) == 1
 
 
 def test_flash_attention_refused_without_cuda():
@@ -23,7 +32,7 @@ def test_flash_attention_refused_without_cuda():
 
 
 def test_engine_does_not_load_until_used(settings):
-    fresh = Engine(settings)
+    fresh = create_engine(settings)
     assert not fresh.loaded
     assert "loads on first use" in fresh.status()
 
@@ -40,16 +49,17 @@ def test_icl_prompt_from_japanese_clip(engine, ja_clip):
     prompt = engine.make_prompt(clip, text, "icl")
     assert prompt.mode == "icl" and prompt.ref_text == text
     # 12.5 frames per second of reference audio, 16 code groups.
-    assert prompt.ref_code.shape[1] == 16
-    assert abs(prompt.ref_frames - clip.duration * 12.5) <= 1
-    assert prompt.speaker_embedding.ndim == 1
+    codes = prompt.tensor("ref_code")
+    assert codes.shape[1] == 16
+    assert abs(codes.shape[0] - clip.duration * 12.5) <= 1
+    assert prompt.tensor("speaker_embedding").ndim == 1
     assert prompt.fingerprint == engine.fingerprint
 
 
 def test_xvector_prompt_needs_no_transcript(engine, ja_clip):
     clip, _ = ja_clip
     prompt = engine.make_prompt(clip, "", "xvector")
-    assert prompt.ref_code is None and prompt.mode == "xvector"
+    assert prompt.tensor("ref_code") is None and prompt.mode == "xvector"
 
 
 def test_prompt_is_cached_for_same_audio(engine, ja_clip):
@@ -86,6 +96,7 @@ def test_greedy_and_xvector_synthesis(engine, ja_clip):
     ("x" * 5000, "English", Sampling(), "limit is"),
     ("?!...", "English", Sampling(), "no words"),
     ("Hello", "Klingon", Sampling(), "not supported"),
+    ("Hello", "xx", Sampling(), "not supported"),
     ("Hello", "English", Sampling(temperature=5), "Temperature"),
     ("Hello", "English", Sampling(top_p=0), "Top-p"),
     ("Hello", "English", Sampling(seed=-3), "Seed"),
@@ -120,20 +131,20 @@ def test_silent_or_tiny_reference_is_refused(engine):
 def test_prompt_from_other_model_is_refused(engine, ja_clip):
     clip, text = ja_clip
     prompt = engine.make_prompt(clip, text, "icl")
-    foreign = type(prompt)(prompt.speaker_embedding, prompt.ref_code, "icl", text, "0" * 16)
+    foreign = type(prompt)("icl", text, "0" * 16, prompt.tensors)
     with pytest.raises(InvalidInput, match="different model"):
         engine.synthesize(SynthesisRequest("Hello", "English", foreign))
 
 
 def test_missing_model_folder_names_the_model_and_the_fix(tmp_path):
-    engine = Engine(Settings(model=str(tmp_path)))
+    engine = create_engine(Settings(model=str(tmp_path)))
     with pytest.raises(ModelUnavailable, match="not a Qwen3-TTS model folder"):
         engine.load()
     assert "not a Qwen3-TTS model folder" in engine.status()
 
 
 def test_unreachable_hub_model_gives_offline_advice():
-    engine = Engine(Settings(model="nobody/no-such-qwen3-tts-model"))
+    engine = create_engine(Settings(model="nobody/no-such-qwen3-tts-model"))
     with pytest.raises(ModelUnavailable) as caught:
         engine.load()
     message = str(caught.value)
@@ -174,3 +185,36 @@ def test_concurrent_requests_share_one_model_safely(engine, ja_clip):
         t.join()
     for got, want in zip(results, expected):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("written", ["English", "english", "ENGLISH", "en", "EN", " en "])
+def test_languages_are_accepted_as_people_write_them(engine, ja_clip, written):
+    clip, text = ja_clip
+    prompt = engine.make_prompt(clip, text, "icl")
+    checked = engine.check_request(SynthesisRequest("Hello", written, prompt, Sampling(max_frames=2)))
+    assert checked.language == "English"
+
+
+def test_long_reference_transcript_is_refused_before_any_model_work(engine, ja_clip):
+    clip, _ = ja_clip
+    limit = engine.settings.max_ref_text_chars
+    with pytest.raises(InvalidInput, match=f"limit is {limit}"):
+        engine.make_prompt(clip, "あ" * (limit + 1), "icl")
+
+
+def test_one_shot_synthesis_stops_between_frames_when_asked(engine, ja_clip):
+    """A cancelled one-shot request ends within a frame instead of generating to the end."""
+    from studio.errors import Cancelled
+
+    clip, text = ja_clip
+    prompt = engine.make_prompt(clip, text, "icl")
+    asked = []
+
+    def stop_after_three():
+        asked.append(1)
+        return len(asked) > 3
+
+    with pytest.raises(Cancelled):
+        engine.synthesize(SynthesisRequest("Stop me.", "English", prompt, Sampling(seed=1, max_frames=400)),
+                          should_stop=stop_after_three)
+    assert len(asked) == 4  # asked once per frame: frames 1-3 kept, the 4th ended generation

@@ -7,7 +7,6 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
@@ -17,9 +16,10 @@ import pytest
 import torch
 
 from studio import audio
-from studio.engine import Engine, Sampling, SynthesisRequest
+from studio.archive import export_voice, import_official, import_zip
+from studio.engine import Sampling, SynthesisRequest, create_engine
 from studio.errors import InvalidInput
-from studio.library import Library, VoiceNotFound, folder_for
+from studio.library import Library, VoiceNotFound, folder_for, prompt_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,7 +33,8 @@ def library(tmp_path):
 def saved(library, engine, ja_clip):
     clip, text = ja_clip
     prompt = engine.make_prompt(clip, text, "icl")
-    voice = library.save("Sakura", clip, text, "Japanese", "icl", prompt=prompt, notes="calm", tags="female, ja")
+    voice = library.save("Sakura", clip, text, "Japanese", "icl", prompt=(prompt.fingerprint, prompt_bytes(prompt, engine)),
+                         notes="calm", tags="female, ja")
     return voice, prompt
 
 
@@ -81,20 +82,15 @@ def test_search_by_name_tag_and_language(library, saved, engine, ja_clips):
 
 def test_saved_prompt_is_reused_without_rebuilding(library, saved, settings, ja_clip):
     voice, original = saved
-    fresh = Engine(settings)  # empty prompt cache, same model
+    fresh = create_engine(settings)  # empty prompt cache, same model
     with CallCounter(fresh.model) as counter:
-        started = time.perf_counter()
         prompt = library.prompt(library.get("sakura"), fresh)
-        loaded_in = time.perf_counter() - started
-    assert counter.calls == 0
-    torch.testing.assert_close(prompt.ref_code.cpu(), original.ref_code.cpu())
-    torch.testing.assert_close(prompt.speaker_embedding.cpu().float(), original.speaker_embedding.cpu().float())
+    assert counter.calls == 0  # the time saved is measured in benchmarks/library_reuse.py
+    for name in ("ref_code", "speaker_embedding"):
+        torch.testing.assert_close(prompt.tensor(name).cpu().float(), original.tensor(name).cpu().float())
     with CallCounter(fresh.model) as counter:
-        started = time.perf_counter()
         fresh.make_prompt(*ja_clip, "icl")
-        rebuilt_in = time.perf_counter() - started
     assert counter.calls == 1
-    assert loaded_in < rebuilt_in  # reading safetensors beats encoding the reference
     request = SynthesisRequest("Same voice, same seed.", "English", prompt, Sampling(seed=3, max_frames=8))
     reused, _ = fresh.synthesize(request)
     direct, _ = fresh.synthesize(SynthesisRequest(request.text, "English", original, request.sampling))
@@ -106,7 +102,7 @@ def test_prompt_rebuilt_once_for_another_model(library, saved, tmp_path):
     from studio.testing import build_checkpoint
 
     voice, original = saved
-    other = Engine(Settings(model=str(build_checkpoint(tmp_path / "other-model", seed=1))))
+    other = create_engine(Settings(model=str(build_checkpoint(tmp_path / "other-model", seed=1))))
     assert other.fingerprint != original.fingerprint
     with CallCounter(other.model) as counter:
         first = library.prompt(library.get("Sakura"), other)
@@ -167,18 +163,18 @@ def test_rename_duplicate_delete_restore_and_default(library, saved):
 
 def test_export_import_round_trip(library, saved, engine, tmp_path):
     voice, prompt = saved
-    archive = library.export("Sakura", tmp_path / "sakura.zip")
+    archive = export_voice(library, "Sakura", tmp_path / "sakura.zip")
     names = set(zipfile.ZipFile(archive).namelist())
     assert {"voice.json", "reference.wav", f"prompts/{prompt.fingerprint}.safetensors"} <= names
-    imported = library.import_zip(archive)
+    imported = import_zip(library, archive)
     assert imported.name == "Sakura (2)"  # never overwrites
     other = Library(tmp_path / "elsewhere")
-    moved = other.import_zip(archive)
+    moved = import_zip(other, archive)
     assert moved.name == "Sakura" and moved.ref_text == voice.ref_text
     with CallCounter(engine.model) as counter:
         engine._prompt_cache.clear()
         reused = other.prompt(moved, engine)
-    assert counter.calls == 0 and reused.ref_frames == prompt.ref_frames
+    assert counter.calls == 0 and torch.equal(reused.tensor("ref_code").cpu(), prompt.tensor("ref_code").cpu())
 
 
 def make_zip(path, entries, symlink=None):
@@ -194,7 +190,7 @@ def make_zip(path, entries, symlink=None):
 
 @pytest.fixture()
 def valid_entries(library, saved, tmp_path):
-    archive = library.export("Sakura", tmp_path / "good.zip")
+    archive = export_voice(library, "Sakura", tmp_path / "good.zip")
     with zipfile.ZipFile(archive) as z:
         return {name: z.read(name) for name in z.namelist()}
 
@@ -250,7 +246,7 @@ def test_malicious_or_broken_zips_are_refused(library, valid_entries, tmp_path, 
         make_zip(path, entries, symlink)
     before = {v.name for v in library.list()}
     with pytest.raises(InvalidInput, match=message):
-        library.import_zip(path)
+        import_zip(library, path)
     assert {v.name for v in library.list()} == before
     assert not (tmp_path / "escaped.txt").exists() and not Path("/tmp/absolute.txt").exists()
 
@@ -258,7 +254,7 @@ def test_malicious_or_broken_zips_are_refused(library, valid_entries, tmp_path, 
 def test_oversized_upload_is_refused_before_reading(tmp_path, valid_entries):
     small = Library(tmp_path / "small", max_upload_bytes=1000)
     with pytest.raises(InvalidInput, match="upload limit"):
-        small.import_zip(make_zip(tmp_path / "v.zip", valid_entries))
+        import_zip(small, make_zip(tmp_path / "v.zip", valid_entries))
 
 
 def test_concurrent_saves_from_threads(library, ja_clip):
@@ -318,7 +314,7 @@ def test_official_demo_voice_file_imports(library, engine, ja_clip, tmp_path):
     items = engine.model.create_voice_clone_prompt(ref_audio=(clip.samples, clip.rate), ref_text=text)
     path = tmp_path / "voice_clone_prompt_abc.pt"
     torch.save({"items": [asdict(it) for it in items]}, path)
-    voice = library.import_official(path, "From Demo", engine, language="Japanese")
+    voice = import_official(library, path, "From Demo", engine, language="Japanese")
     assert voice.mode == "icl" and not voice.has_reference and voice.ref_text == text
     prompt = library.prompt(library.get("From Demo"), engine)
     samples, _ = engine.synthesize(SynthesisRequest("Hello.", "English", prompt, Sampling(seed=1, max_frames=6)))
@@ -336,7 +332,7 @@ def test_pickled_code_in_pt_file_is_never_run(library, engine, tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"items": [Exploit()]}, path)
     with pytest.raises(InvalidInput, match="could not be read safely"):
-        library.import_official(path, "Evil", engine)
+        import_official(library, path, "Evil", engine)
     assert not marker.exists() and library.list() == []
 
 
@@ -356,17 +352,3 @@ def test_shipped_sample_voice_is_valid():
     assert library.default().name == voice.name
     clip = library.reference(voice)
     assert 3 <= clip.duration <= 15 and clip.rate == 24000
-
-
-def test_saving_a_cleaned_reference_keeps_the_raw_upload(settings, engine, ja_clips, tmp_path):
-    from studio.ui import StudioUI
-
-    ui = StudioUI(settings.replace(voices_dir=tmp_path / "ui-voices"), engine)
-    raw = ja_clips[2]["path"]
-    cleaned, report = ui.prepare_reference(str(raw))
-    assert report["after"]["ok"]
-    ui.save_voice("Kept", cleaned, ja_clips[2]["text"], "Japanese", "icl", original=str(raw))
-    folder = ui.library.path(ui.library.get("Kept"))
-    assert (folder / "original.flac").read_bytes() == Path(raw).read_bytes()
-    reference = audio.load(folder / "reference.wav")
-    assert reference.rate == 24000 and abs(reference.duration - audio.load(cleaned).duration) < 0.01

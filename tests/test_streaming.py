@@ -8,7 +8,8 @@ import torch
 
 from studio.engine import SynthesisRequest, Sampling, frame_budget
 from studio.errors import Cancelled
-from studio.streaming import FADE_SAMPLES, ChunkPlan, StreamDecoder, split_sentences, stream
+from studio.qwen_decoder import StreamDecoder
+from studio.streaming import FADE_SAMPLES, ChunkPlan, stream
 
 TOLERANCE = 1e-4
 
@@ -63,7 +64,8 @@ def test_stream_matches_official_generate_voice_clone(engine, prompt):
     """Same codes and audio as qwen-tts' own one-shot path (which may keep one reference sample more)."""
     from qwen_tts.inference.qwen3_tts_model import VoiceClonePromptItem
 
-    item = VoiceClonePromptItem(prompt.ref_code, prompt.speaker_embedding, False, True, prompt.ref_text)
+    item = VoiceClonePromptItem(prompt.tensor("ref_code"), prompt.tensor("speaker_embedding"), False, True,
+                                prompt.ref_text)
     torch.manual_seed(21)
     official, _ = engine.model.generate_voice_clone(text="Good evening.", language="English",
                                                     voice_clone_prompt=[item], max_new_tokens=31)
@@ -159,17 +161,6 @@ def test_take_reports_timings(engine, prompt):
     assert take.seed == 4
 
 
-def test_split_sentences_latin_and_cjk():
-    assert split_sentences("Hello there. How are you today? I am fine!") == [
-        "Hello there.", "How are you today?", "I am fine!"]
-    assert split_sentences("今日は晴れです。明日は雨が降るでしょう。") == ["今日は晴れです。", "明日は雨が降るでしょう。"]
-    assert split_sentences("Hi. Yes. This is a longer sentence here.") == ["Hi. Yes.", "This is a longer sentence here."]
-    long = ", ".join(["this clause has some words"] * 30) + "."
-    parts = split_sentences(long, longest=120)
-    assert all(len(p) <= 120 for p in parts) and len(parts) > 3
-    assert " ".join(parts).replace(" ", "") == long.replace(" ", "")
-
-
 def test_long_text_streams_sentence_by_sentence_without_clicks(engine, prompt):
     text = "The first sentence is here. And this is the second one."
     request = SynthesisRequest(text, "English", prompt, Sampling(seed=6, max_frames=20))
@@ -183,3 +174,17 @@ def test_long_text_streams_sentence_by_sentence_without_clicks(engine, prompt):
     assert abs(take.samples[joint - 1]) < 1e-2 and abs(take.samples[joint]) < 1e-2
     around = np.abs(np.diff(take.samples[joint - FADE_SAMPLES:joint + FADE_SAMPLES]))
     assert around.max() < np.abs(np.diff(take.samples)).max() + 1e-6
+
+
+def test_request_budget_stops_a_request_of_many_sentences(engine, prompt):
+    """The per-sentence cap is not enough: one request has a total budget of audio."""
+    from studio.config import FRAME_RATE
+
+    budgeted = type(engine)(engine.settings.replace(max_request_seconds=30 / FRAME_RATE))
+    budgeted._state, budgeted.generation_lock = engine._state, engine.generation_lock  # share the loaded model
+    text = " ".join(f"This is sentence number {i}." for i in range(10))
+    take_stream = stream(budgeted, SynthesisRequest(text, "English", prompt, Sampling(seed=1, max_frames=20)))
+    list(take_stream)
+    take = take_stream.take
+    assert take.frames == 30  # 20 frames of sentence 1, the 10 left in the budget of sentence 2
+    assert any("budget" in flag for flag in take.flags)

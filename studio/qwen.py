@@ -1,0 +1,234 @@
+"""Qwen3-TTS Base behind the engine interface: the only module that knows qwen-tts.
+
+`QwenEngine` wraps qwen-tts' `Qwen3TTSModel`: it loads the checkpoint lazily,
+builds voice prompts with `create_voice_clone_prompt`, validates stored and
+imported prompt tensors against the loaded model, and generates frames with the
+model's own `generate()`. That `generate()` has no streaming and drops unknown
+keyword arguments, so a forward hook on the talker hands each finished frame
+(all 16 code groups) to the caller as it is made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import audio
+from .config import SAMPLES_PER_FRAME, SAMPLE_RATE
+from .engine import (MODES, Capabilities, Engine, SynthesisRequest, VoicePrompt, check_ref_text, choose_runtime,
+                     first_line, model_fingerprint)
+from .errors import InvalidInput, ModelUnavailable
+from .languages import LANGUAGES
+
+log = logging.getLogger(__name__)
+
+SPEAKER_EMBEDDING = "speaker_embedding"
+REF_CODE = "ref_code"
+
+
+class QwenEngine(Engine):
+    """One shared Qwen3-TTS Base model; safe to call from many threads."""
+
+    name = "qwen"
+    capabilities = Capabilities(languages=LANGUAGES, modes=MODES, streaming="frame")
+
+    def _load(self):
+        import torch
+        from qwen_tts import Qwen3TTSModel
+
+        runtime = choose_runtime(self.settings)
+        name = self.settings.model
+        local = Path(name).expanduser()
+        if local.exists() and not (local / "config.json").is_file():
+            raise ModelUnavailable(f"{local} has no config.json: it is not a Qwen3-TTS model folder.")
+        source = str(local) if local.exists() else name
+        try:
+            model = Qwen3TTSModel.from_pretrained(
+                source, device_map=runtime.device, dtype=getattr(torch, runtime.dtype),
+                attn_implementation=runtime.attn,
+            )
+        except torch.cuda.OutOfMemoryError as error:
+            raise ModelUnavailable(f"Not enough GPU memory to load {name}. Close other GPU programs or start "
+                                   "with --device cpu.") from error
+        except (OSError, ValueError, RuntimeError, ImportError) as error:
+            raise ModelUnavailable(
+                f"Could not load the TTS model {name!r}: {first_line(error)}. If this machine is offline or "
+                "the Hub is unreachable, download the model elsewhere and start with --model /path/to/folder."
+            ) from error
+        if model.model.tts_model_type != "base":
+            raise ModelUnavailable(f"{name} is a {model.model.tts_model_type} model; voice cloning needs a Base "
+                                   "model such as Qwen/Qwen3-TTS-12Hz-0.6B-Base.")
+        model.model.eval()
+        directory = source if Path(source).is_dir() else _snapshot_dir(model)
+        fingerprint = model_fingerprint(directory) if directory else hashlib.sha256(name.encode()).hexdigest()[:16]
+        return model, runtime, fingerprint
+
+    def languages(self) -> tuple[str, ...]:
+        if not self.loaded:
+            return LANGUAGES
+        names = self.model.get_supported_languages() or []
+        return tuple(["Auto"] + [n.title() for n in names if n != "auto"])
+
+    # -- the talker's shapes -----------------------------------------------------------------
+    @property
+    def _talker_config(self):
+        return self.model.model.config.talker_config
+
+    @property
+    def code_groups(self) -> int:
+        return int(self._talker_config.num_code_groups)
+
+    @property
+    def codebook_size(self) -> int:
+        return int(self._talker_config.code_predictor_config.vocab_size)
+
+    @property
+    def embedding_size(self) -> int:
+        return int(self._talker_config.hidden_size)
+
+    # -- prompts -----------------------------------------------------------------------------
+    def _encode_prompt(self, clip: audio.Clip, ref_text: str, mode: str) -> VoicePrompt:
+        model = self.model
+        with self.generation_lock:
+            item = model.create_voice_clone_prompt(
+                ref_audio=(clip.samples, SAMPLE_RATE), ref_text=ref_text or None,
+                x_vector_only_mode=(mode == "xvector"),
+            )[0]
+        tensors = {SPEAKER_EMBEDDING: item.ref_spk_embedding.detach()}
+        if item.ref_code is not None and mode == "icl":
+            tensors[REF_CODE] = item.ref_code.detach()
+        return VoicePrompt(mode=mode, ref_text=ref_text, fingerprint=self.fingerprint, tensors=tensors)
+
+    def prompt_to_tensors(self, prompt: VoicePrompt) -> dict:
+        tensors = {SPEAKER_EMBEDDING: prompt.tensors[SPEAKER_EMBEDDING].detach().float().cpu().contiguous()}
+        if prompt.tensor(REF_CODE) is not None:
+            tensors[REF_CODE] = prompt.tensors[REF_CODE].detach().long().cpu().contiguous()
+        return tensors
+
+    def prompt_from_tensors(self, tensors: dict, mode: str, ref_text: str, fingerprint: str) -> VoicePrompt:
+        import torch
+
+        embedding = self._checked_embedding(tensors.get(SPEAKER_EMBEDDING))
+        code = self._checked_codes(tensors.get(REF_CODE)) if mode == "icl" else None
+        model = self.model
+        checked = {SPEAKER_EMBEDDING: embedding.to(device=model.device, dtype=model.model.dtype)}
+        if code is not None:
+            checked[REF_CODE] = code.to(device=model.device, dtype=torch.long)
+        return VoicePrompt(mode=mode, ref_text=ref_text, fingerprint=fingerprint, tensors=checked)
+
+    def prompt_from_official(self, item: dict) -> VoicePrompt:
+        """A prompt from one item of the official demo's `.pt` voice file, checked like any import."""
+        if not isinstance(item, dict):
+            raise InvalidInput("That .pt file holds no voice prompt items.")
+        code = item.get("ref_code")
+        xvector = bool(item.get("x_vector_only_mode", code is None))
+        ref_text = item.get("ref_text") or ""
+        if not isinstance(ref_text, str):
+            raise InvalidInput("The voice file's ref_text is not text.")
+        mode = "xvector" if xvector else "icl"
+        tensors = {SPEAKER_EMBEDDING: item.get("ref_spk_embedding")}
+        if not xvector:
+            tensors[REF_CODE] = code
+        ref_text = check_ref_text(ref_text, mode, self.settings.max_ref_text_chars)
+        return self.prompt_from_tensors(tensors, mode, ref_text, self.fingerprint)
+
+    def _checked_embedding(self, embedding):
+        import torch
+
+        size = self.embedding_size
+        if (not torch.is_tensor(embedding) or embedding.ndim != 1 or embedding.shape[0] != size
+                or not embedding.is_floating_point()):
+            raise InvalidInput(f"The voice prompt's speaker embedding does not fit this model (expected {size} "
+                               "values). It was probably made by a different model size.")
+        if not bool(torch.isfinite(embedding).all()):
+            raise InvalidInput("The voice prompt's speaker embedding has invalid (NaN or infinite) values.")
+        if float(embedding.float().abs().max()) > 1e4:
+            raise InvalidInput("The voice prompt's speaker embedding has absurd values.")
+        return embedding.float()
+
+    def _checked_codes(self, code):
+        import torch
+
+        groups, size = self.code_groups, self.codebook_size
+        longest = math.ceil(self.settings.max_reference_seconds * self.capabilities.frame_rate) + 2
+        if (not torch.is_tensor(code) or code.ndim != 2 or code.shape[1] != groups
+                or code.dtype not in (torch.int64, torch.int32, torch.int16)):
+            raise InvalidInput(f"The voice prompt's reference codes are missing or malformed (expected frames x "
+                               f"{groups} whole numbers).")
+        if not 1 <= code.shape[0] <= longest:
+            raise InvalidInput(f"The voice prompt's reference codes hold {code.shape[0]} frames; a reference of "
+                               f"at most {self.settings.max_reference_seconds:.0f} s has 1 to {longest}.")
+        if int(code.min()) < 0 or int(code.max()) >= size:
+            raise InvalidInput(f"The voice prompt's reference codes are out of range (0 to {size - 1}).")
+        return code.long()
+
+    # -- generation --------------------------------------------------------------------------
+    def generate_kwargs(self, request: SynthesisRequest, text: str, limit: int) -> dict:
+        """Arguments for `Qwen3TTSForConditionalGeneration.generate`, as `generate_voice_clone` builds them."""
+        model = self.model
+        prompt = request.prompt
+        code = prompt.tensor(REF_CODE)
+        item_prompt = dict(
+            ref_code=[None if code is None else code.to(model.device)],
+            ref_spk_embedding=[prompt.tensors[SPEAKER_EMBEDDING].to(model.device)],
+            x_vector_only_mode=[prompt.mode == "xvector"],
+            icl_mode=[prompt.mode == "icl"],
+        )
+        input_ids = model._tokenize_texts([model._build_assistant_text(text)])
+        ref_ids = [None]
+        if prompt.mode == "icl":
+            ref_ids = [model._tokenize_texts([model._build_ref_text(prompt.ref_text)])[0]]
+        s = request.sampling
+        greedy = s.temperature == 0
+        sampling = model._merge_generate_kwargs(
+            do_sample=not greedy, top_k=s.top_k, top_p=s.top_p, temperature=max(s.temperature, 1e-5),
+            repetition_penalty=s.repetition_penalty, subtalker_dosample=not greedy, subtalker_top_k=s.top_k,
+            subtalker_top_p=s.top_p, subtalker_temperature=max(s.temperature, 1e-5),
+            # The talker drops its last sampled frame, so ask for one more than we want.
+            max_new_tokens=limit + 1,
+        )
+        return dict(input_ids=input_ids, ref_ids=ref_ids, voice_clone_prompt=item_prompt,
+                    languages=[request.language], non_streaming_mode=False, **sampling)
+
+    def generate_frames(self, request: SynthesisRequest, text: str, on_frame: Callable, limit: int) -> None:
+        inner = self.model.model
+        eos = inner.config.talker_config.codec_eos_token_id
+
+        def hook(_module, _args, output):
+            codes = output.hidden_states[1]
+            if codes is None or int(codes[0, 0]) == eos:
+                return  # the prefill step, or end of speech
+            on_frame(codes[0].detach().clone())
+
+        handle = inner.talker.register_forward_hook(hook)
+        try:
+            inner.generate(**self.generate_kwargs(request, text, limit))
+        finally:
+            handle.remove()
+
+    def decoder(self, prompt: VoicePrompt):
+        from .qwen_decoder import StreamDecoder
+
+        return StreamDecoder(self.model.model.speech_tokenizer.model.decoder, prompt.tensor(REF_CODE))
+
+    def decode(self, codes, prompt: VoicePrompt) -> np.ndarray:
+        """One-shot decode, with the reference codes as left context exactly as upstream does."""
+        import torch
+
+        tokenizer = self.model.model.speech_tokenizer
+        reference = prompt.tensor(REF_CODE)
+        ref_frames = 0 if reference is None else int(reference.shape[0])
+        if reference is not None:
+            codes = torch.cat([reference.to(codes.device), codes], dim=0)
+        wavs, _ = tokenizer.decode([{"audio_codes": codes}])
+        return wavs[0][ref_frames * SAMPLES_PER_FRAME:].astype(np.float32)
+
+
+def _snapshot_dir(model) -> str | None:
+    path = getattr(model.model.config, "_name_or_path", None)
+    return path if path and Path(path).is_dir() else None

@@ -1,0 +1,152 @@
+"""Qwen3-TTS' 12 Hz vocoder, decoded incrementally into exactly what the one-shot decode gives.
+
+`StreamDecoder` reproduces upstream `chunked_decode` (windows of 300 frames with
+25 frames of left context) frame by frame: the 12.5 Hz stages keep a KV cache
+and every causal conv layer of the vocoder keeps its left context as state, so
+each frame is decoded once and the concatenated stream equals the one-shot
+output, seams and window boundaries included.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+CHUNK_FRAMES = 300  # upstream chunked_decode window
+LEFT_CONTEXT = 25  # upstream chunked_decode left context
+VOCODER_WARMUP = 16  # frames; the conv vocoder's receptive field is about 10 frames
+
+
+class StreamDecoder:
+    """Decodes 12 Hz codes frame by frame into exactly what the one-shot decode gives."""
+
+    def __init__(self, decoder, context=None):
+        import torch
+
+        self.decoder = decoder
+        self.device = next(decoder.parameters()).device
+        self.codes = torch.zeros((0, decoder.config.num_quantizers), dtype=torch.long, device=self.device)
+        self._states: dict[int, "torch.Tensor"] = {}
+        self._cache = None
+        if context is not None and len(context):
+            with torch.inference_mode():
+                self._append(context.to(self.device), emit=False)
+
+    @property
+    def frames(self) -> int:
+        return int(self.codes.shape[0])
+
+    def push(self, codes) -> np.ndarray:
+        """Add frames (n, 16); return their audio (n * 1920 samples)."""
+        import torch
+
+        if len(codes) == 0:
+            return np.zeros(0, np.float32)
+        with torch.inference_mode():
+            return self._append(codes.to(self.device), emit=True)
+
+    def _append(self, codes, emit: bool) -> np.ndarray:
+        import torch
+
+        out = []
+        while len(codes):
+            start = self.frames
+            offset = start % CHUNK_FRAMES
+            take = min(len(codes), CHUNK_FRAMES - offset)
+            piece, codes = codes[:take], codes[take:]
+            if offset == 0:
+                self._start_window(start)
+            self.codes = torch.cat([self.codes, piece])
+            latent = self._latent(piece)
+            if emit:
+                out.append(self._vocode(latent))
+            else:
+                self._warm_vocoder(latent)
+        if not out:
+            return np.zeros(0, np.float32)
+        return torch.cat(out, dim=-1).reshape(-1).float().cpu().numpy()
+
+    def _start_window(self, start: int) -> None:
+        """Fresh state at a window boundary, primed with the window's left context like upstream."""
+        self._states.clear()
+        self._cache = None
+        context = self.codes[max(0, start - LEFT_CONTEXT):start]
+        if len(context):
+            self._warm_vocoder(self._latent(context))
+
+    def _warm_vocoder(self, latent) -> None:
+        """Bring the vocoder's state up to date without audio; only its receptive field matters."""
+        if latent.shape[-1] > VOCODER_WARMUP:
+            for key in [k for k in self._states if k != id(self.decoder.pre_conv)]:
+                del self._states[key]
+            latent = latent[..., -VOCODER_WARMUP:]
+        self._vocode(latent)
+
+    def _latent(self, codes):
+        """The 12.5 Hz stages (quantizer, pre-conv, transformer with KV cache) for new frames."""
+        from transformers import DynamicCache
+
+        d = self.decoder
+        hidden = d.quantizer.decode(codes.T.unsqueeze(0))
+        hidden = self._causal_conv(d.pre_conv, hidden).transpose(1, 2)
+        if self._cache is None:
+            self._cache = DynamicCache(config=d.pre_transformer.config)
+        hidden = d.pre_transformer(inputs_embeds=hidden, past_key_values=self._cache, use_cache=True).last_hidden_state
+        return hidden.permute(0, 2, 1)
+
+    def _vocode(self, hidden):
+        d = self.decoder
+        for blocks in d.upsample:
+            for block in blocks:
+                hidden = self._run(block, hidden)
+        for block in d.decoder:
+            hidden = self._run(block, hidden)
+        return hidden.clamp(min=-1, max=1)
+
+    def _run(self, module, x):
+        from qwen_tts.core.tokenizer_12hz import modeling_qwen3_tts_tokenizer_v2 as m
+
+        if isinstance(module, m.Qwen3TTSTokenizerV2CausalConvNet):
+            return self._causal_conv(module, x)
+        if isinstance(module, m.Qwen3TTSTokenizerV2CausalTransConvNet):
+            return self._trans_conv(module, x)
+        if isinstance(module, m.Qwen3TTSTokenizerV2ConvNeXtBlock):
+            residual = x
+            x = self._causal_conv(module.dwconv, x).permute(0, 2, 1)
+            x = module.pwconv2(module.act(module.pwconv1(module.norm(x))))
+            return residual + (module.gamma * x).permute(0, 2, 1)
+        if isinstance(module, m.Qwen3TTSTokenizerV2DecoderDecoderResidualUnit):
+            residual = x
+            x = self._causal_conv(module.conv1, module.act1(x))
+            return self._causal_conv(module.conv2, module.act2(x)) + residual
+        if isinstance(module, m.Qwen3TTSTokenizerV2DecoderDecoderBlock):
+            for block in module.block:
+                x = self._run(block, x)
+            return x
+        return module(x)  # pointwise (SnakeBeta)
+
+    def _causal_conv(self, module, x):
+        """Causal conv whose left padding is the previous input instead of zeros."""
+        import torch
+
+        assert module.stride == 1
+        pad = module.padding
+        if pad == 0:
+            return module.conv(x)
+        state = self._states.get(id(module))
+        if state is None:
+            state = x.new_zeros(x.shape[0], x.shape[1], pad)
+        full = torch.cat([state, x], dim=-1)
+        self._states[id(module)] = full[..., -pad:]
+        return module.conv(full)
+
+    def _trans_conv(self, module, x):
+        """Causal transposed conv (kernel <= 2 * stride) continuing from the previous input frame."""
+        import torch
+
+        stride = module.conv.stride[0]
+        previous = self._states.get(id(module))
+        if previous is None:
+            previous = x.new_zeros(x.shape[0], x.shape[1], 1)
+        self._states[id(module)] = x[..., -1:]
+        full = module.conv(torch.cat([previous, x], dim=-1))
+        return full[..., stride: stride * (x.shape[-1] + 1)]

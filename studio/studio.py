@@ -1,0 +1,281 @@
+"""The studio's rules, one method per action, shared by every door.
+
+The Gradio UI, gradio_client endpoints and any HTTP route call a `Studio`; it
+takes and returns core types (clips, transcripts, takes, voices), never Gradio
+or HTTP objects. The rules live here once: which prompt a request uses (a
+library voice, else the uploaded reference, else the default voice), that an
+error-level quality issue blocks a reference, that audio and transcript are
+trimmed together, how a voice is saved (with or without a loaded model, with
+its original upload), and how long temporary files live.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import archive, audio, streaming
+from .config import SAMPLE_RATE, SAMPLES_PER_FRAME, Settings
+from .engine import Engine, Sampling, SynthesisRequest, VoicePrompt, check_ref_text, create_engine, frame_budget
+from .errors import InvalidInput, ModelUnavailable
+from .files import TempFiles
+from .languages import normalise_language
+from .library import Library, Voice, prompt_bytes
+from .text import validate_text
+from .transcribe import Transcriber, Transcript, suggest_span
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class SpeakRequest:
+    """What to say and in whose voice, as every door receives it."""
+
+    text: str
+    language: str = "English"
+    voice: str | None = None  # a library voice by name
+    reference: str | Path | None = None  # else an uploaded clip ...
+    ref_text: str | None = None  # ... with its transcript (ICL mode)
+    mode: str = "icl"
+    sampling: Sampling = field(default_factory=Sampling)
+
+
+@dataclass(frozen=True)
+class NewVoice:
+    """A voice to save: the reference clip (a file) and what is known about it."""
+
+    name: str
+    reference: str | Path | None
+    ref_text: str | None = ""
+    language: str = "Japanese"
+    mode: str = "icl"
+    notes: str | None = ""
+    tags: str | list[str] | None = None
+    preview: audio.Clip | None = None  # an approved take
+    original: str | Path | None = None  # the raw upload the reference was cleaned from
+
+
+@dataclass
+class CleanedReference:
+    raw: audio.Clip  # the upload after trimming, before cleaning
+    cleaned: audio.Clip
+    report: audio.CleanReport
+
+
+@dataclass
+class TrimmedReference:
+    clip: audio.Clip
+    transcript: Transcript | None
+    note: str
+    report: audio.QualityReport
+
+
+@dataclass
+class VoiceDetails:
+    summary: dict
+    reference: Path | None
+    preview: Path | None
+
+
+class Studio:
+    """One engine, one transcriber, one library, shared by every door and every request."""
+
+    def __init__(self, settings: Settings, engine: Engine | None = None, library: Library | None = None,
+                 transcriber: Transcriber | None = None):
+        self.settings = settings
+        self.engine = engine or create_engine(settings)
+        self.library = library or Library(settings.voices_dir, settings.max_upload_bytes,
+                                          settings.max_reference_seconds)
+        self.transcriber = transcriber or Transcriber(settings.whisper_model, settings.device)
+        self.files = TempFiles()
+
+    def status(self) -> str:
+        """Whether the TTS model is loaded, and where (device, dtype and why)."""
+        return self.engine.status()
+
+    def write_wav(self, clip: audio.Clip, stem: str) -> Path:
+        """A temporary WAV for a door to serve; swept after an hour."""
+        return audio.write_wav(clip.samples, clip.rate, self.files.path(stem, ".wav"))
+
+    # -- references --------------------------------------------------------------------------
+    def reference_clip(self, reference: str | Path | None) -> audio.Clip:
+        """An uploaded clip, decoded within the upload and reference limits."""
+        if not reference:
+            raise InvalidInput("Upload or record a reference clip of the voice to clone.")
+        return audio.load(reference, max_bytes=self.settings.max_upload_bytes,
+                          max_seconds=self.settings.max_reference_seconds)
+
+    def prepare_reference(self, reference, start: float = 0.0, end: float = 0.0,
+                          options: audio.CleanOptions = audio.CleanOptions()) -> CleanedReference:
+        """Trim an upload to [start, end) (0 = its end), clean it and assess both versions."""
+        clip = self.reference_clip(reference)
+        if start or end:
+            clip = audio.trim(clip, start or 0.0, end or None)
+        cleaned, report = audio.clean(clip, options)
+        return CleanedReference(clip, cleaned, report)
+
+    def transcribe(self, reference, language: str | None = "Japanese", progress: Progress | None = None
+                   ) -> Transcript:
+        """Whisper transcript with the detected language and word timestamps."""
+        clip = self.reference_clip(reference)
+        return self.transcriber.transcribe(clip, normalise_language(language), progress=progress)
+
+    def trim_reference(self, reference, transcript: Transcript | dict | None, start: float, end: float
+                       ) -> TrimmedReference:
+        """Cut a clip and its transcript at the same place, so ref_text always matches the audio."""
+        clip = self.reference_clip(reference)
+        end = end or clip.duration
+        trimmed = audio.trim(clip, start, end)
+        report = audio.assess(trimmed)
+        if not transcript:
+            return TrimmedReference(trimmed, None, "", report)
+        words = transcript if isinstance(transcript, Transcript) else Transcript.from_dict(transcript)
+        cut = words.cut_words(start, end)
+        note = ""
+        if cut:
+            note = ("The trim cuts through " + ", ".join(repr(w.text.strip()) for w in cut) +
+                    "; words are kept in the text when most of them is kept in the audio.")
+        return TrimmedReference(trimmed, words.slice(start, end), note, report)
+
+    def suggest_reference(self, reference, transcript: Transcript | dict | None) -> TrimmedReference:
+        """Trim a transcribed clip to the suggested 3-15 s span at word or sentence boundaries."""
+        if not transcript:
+            raise InvalidInput("Transcribe the clip first: the suggestion uses its word timestamps.")
+        words = transcript if isinstance(transcript, Transcript) else Transcript.from_dict(transcript)
+        clip = self.reference_clip(reference)
+        span = suggest_span(words, clip.duration)
+        result = self.trim_reference(reference, words, span.start, span.end)
+        result.note = " ".join(filter(None, [f"Kept {span.start:.2f}-{span.end:.2f} s.", span.note, result.note]))
+        return result
+
+    def approve_reference(self, reference) -> audio.QualityReport:
+        """The clip's quality report; an error-level issue blocks using it for cloning."""
+        report = audio.assess(self.reference_clip(reference))
+        if not report.ok:
+            problems = " ".join(i.message for i in report.issues if i.level == "error")
+            raise InvalidInput(f"This reference cannot be used yet: {problems}")
+        return report
+
+    # -- synthesis ---------------------------------------------------------------------------
+    def prompt_for(self, voice: str | None, reference=None, ref_text: str | None = None, mode: str = "icl"
+                   ) -> VoicePrompt:
+        """A library voice by name; else the uploaded reference; else the library's default voice."""
+        if voice and voice.strip():
+            return self.library.prompt(self.library.get(voice), self.engine)
+        if reference:
+            return self.engine.make_prompt(self.reference_clip(reference), ref_text, mode)
+        default = self.library.default()
+        if default is None:
+            raise InvalidInput("Choose a voice from the library or upload a reference clip of the voice to clone.")
+        return self.library.prompt(default, self.engine)
+
+    def resolve(self, request: SpeakRequest, progress: Progress | None = None) -> SynthesisRequest:
+        """Check a request (cheap checks first, so a typo is reported before any model work)."""
+        text = validate_text(request.text, self.settings.max_text_chars)
+        language = normalise_language(request.language)
+        request.sampling.validate()
+        if request.reference and not (request.voice or "").strip():
+            check_ref_text(request.ref_text, request.mode, self.settings.max_ref_text_chars)
+        self.engine.load(progress=progress)
+        prompt = self.prompt_for(request.voice, request.reference, request.ref_text, request.mode)
+        return self.engine.check_request(SynthesisRequest(text, language, prompt, request.sampling))
+
+    def synthesize(self, request: SpeakRequest, should_stop: Callable[[], bool] | None = None,
+                   progress: Progress | None = None) -> streaming.Take:
+        """The whole take in one go; `should_stop` is asked between frames (Stop, a disconnect, the budget)."""
+        started = time.perf_counter()
+        resolved = self.resolve(request, progress)
+        deadline = time.monotonic() + self.settings.max_generation_seconds
+
+        def stop() -> bool:
+            return time.monotonic() >= deadline or (should_stop is not None and should_stop())
+
+        samples, seed = self.engine.synthesize(resolved, should_stop=stop)
+        total = time.perf_counter() - started
+        frames = len(samples) // SAMPLES_PER_FRAME
+        limit = resolved.sampling.max_frames or frame_budget(resolved.text)
+        flags = ["The take hit the length limit and may be cut off."] if frames >= limit else []
+        if time.monotonic() >= deadline:
+            flags.append("The take reached the generation time budget and was cut off.")
+        return streaming.Take(samples, SAMPLE_RATE, seed, frames, total, total, 1, flags)
+
+    def stream(self, request: SpeakRequest, heartbeat: bool = False, progress: Progress | None = None
+               ) -> streaming.Stream:
+        """Chunks while the model generates; iterate it, then read `.take`."""
+        return streaming.stream(self.engine, self.resolve(request, progress), heartbeat=heartbeat)
+
+    # -- library -----------------------------------------------------------------------------
+    def list_voices(self, query: str | None = None) -> list[dict]:
+        """Voices whose name, tag or language contains `query` (all when empty), marking the default."""
+        default = self.library.default()
+        return [dict(v.summary(), default=default is not None and v.folder == default.folder)
+                for v in self.library.list(query or "")]
+
+    def save_voice(self, new: NewVoice) -> Voice:
+        """Save a reference clip (stored at 24 kHz mono) with its prompt when the model can make one.
+
+        Without a loadable model the voice is saved anyway; its prompt is built on first use.
+        `original`, the raw upload the reference was cleaned from, is kept beside it.
+        """
+        clip = self.reference_clip(new.reference)
+        ref_text = check_ref_text(new.ref_text, new.mode, self.settings.max_ref_text_chars)
+        prompt = None
+        try:
+            made = self.engine.make_prompt(clip, ref_text, new.mode)
+            prompt = (made.fingerprint, prompt_bytes(made, self.engine))
+        except ModelUnavailable as error:
+            log.warning("saving %r without a prompt (built on first use): %s", new.name, error)
+        source = Path(new.original) if new.original and Path(new.original).is_file() else Path(new.reference)
+        if source.stat().st_size > self.settings.max_upload_bytes:
+            raise InvalidInput("The original upload is larger than the upload limit.")
+        preview = None if new.preview is None else (new.preview.samples, new.preview.rate)
+        return self.library.save(new.name, clip, ref_text, new.language, new.mode, prompt=prompt,
+                                 notes=new.notes or "", tags=new.tags, original=(source.name, source.read_bytes()),
+                                 preview=preview)
+
+    def rename_voice(self, name: str, new_name: str) -> Voice:
+        return self.library.rename(name, new_name)
+
+    def duplicate_voice(self, name: str, new_name: str) -> Voice:
+        return self.library.duplicate(name, new_name)
+
+    def delete_voice(self, name: str) -> Voice:
+        """Into the trash; `restore_voice` brings it back."""
+        return self.library.delete(name)
+
+    def restore_voice(self, name: str | None = None) -> Voice:
+        return self.library.restore(name or None)
+
+    def set_default_voice(self, name: str) -> Voice:
+        return self.library.set_default(name)
+
+    def export_voice(self, name: str) -> Path:
+        voice = self.library.get(name)
+        return archive.export_voice(self.library, voice.name, self.files.path(voice.folder, ".zip"))
+
+    def import_voice(self, file, name: str | None = None, language: str = "Auto") -> Voice:
+        """A Voice Studio .zip, or a .pt voice file saved by the official Qwen3-TTS demo."""
+        if not file:
+            raise InvalidInput("Choose a voice file (.zip from Voice Studio, or .pt from the Qwen3-TTS demo).")
+        path = Path(file)
+        if path.suffix.lower() == ".pt":
+            return archive.import_official(self.library, path, name or path.stem, self.engine, language)
+        return archive.import_zip(self.library, path)
+
+    def voice_details(self, name: str | None) -> VoiceDetails | None:
+        """Summary, reference and approved preview of a voice; None when no voice is chosen."""
+        if not name:
+            return None
+        voice = self.library.get(name)
+        folder = self.library.path(voice)
+        preview = folder / voice.preview if voice.preview else None
+        return VoiceDetails(voice.summary(), self.library.reference_path(voice),
+                            preview if preview and preview.is_file() else None)
+
+    def voice_names(self) -> list[str]:
+        return [v.name for v in self.library.voices()]
