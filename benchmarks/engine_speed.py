@@ -27,15 +27,15 @@ def main() -> None:
     import torch
 
     from studio import audio
-    from studio.config import Settings
-    from studio.engine import Engine, Sampling, SynthesisRequest
+    from studio.config import SAMPLE_RATE, SAMPLES_PER_FRAME, Settings
+    from studio.engine import Sampling, SynthesisRequest, create_engine
 
     checkpoint = real_size_checkpoint(args.checkpoint)
     clip = audio.load(FIXTURE)
     text = "This is a benchmark sentence spoken in English."
     per_frame_by_dtype = {}
     for dtype in args.dtypes.split(","):
-        engine = Engine(Settings(model=str(checkpoint), device=args.device, dtype=dtype))
+        engine = create_engine(Settings(model=str(checkpoint), device=args.device, dtype=dtype))
         started = time.perf_counter()
         engine.load()
         load_s = time.perf_counter() - started
@@ -58,7 +58,7 @@ def main() -> None:
         ours()  # warm-up both paths
         upstream()
         times = interleaved({"ours": ours, "official": upstream}, args.repeats)
-        audio_s = args.frames * 1920 / 24000
+        audio_s = args.frames * SAMPLES_PER_FRAME / SAMPLE_RATE
         t_ours, t_official = median(times["ours"]), median(times["official"])
         per_frame_by_dtype[dtype] = t_ours / args.frames
         print(f"\n== {engine.runtime.describe()} | threads {torch.get_num_threads()} | {args.frames} frames")

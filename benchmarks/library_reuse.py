@@ -23,13 +23,14 @@ def main() -> None:
 
     from studio import audio
     from studio.config import Settings
-    from studio.engine import Engine
-    from studio.library import Library
+    from studio.engine import create_engine
+    from studio.library import Library, prompt_bytes
 
-    engine = Engine(Settings(model=str(real_size_checkpoint(args.checkpoint))))
+    engine = create_engine(Settings(model=str(real_size_checkpoint(args.checkpoint))))
     clip = audio.load(FIXTURE)
     library = Library(tempfile.mkdtemp(prefix="voices-bench-"))
-    library.save("Bench", clip, FIXTURE_TEXT, "Japanese", "icl", prompt=engine.make_prompt(clip, FIXTURE_TEXT))
+    made = engine.make_prompt(clip, FIXTURE_TEXT)
+    library.save("Bench", clip, FIXTURE_TEXT, "Japanese", "icl", prompt=(made.fingerprint, prompt_bytes(made, engine)))
     voice = library.get("Bench")
 
     def saved():

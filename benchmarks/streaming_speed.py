@@ -30,10 +30,10 @@ def main() -> None:
 
     from studio import audio
     from studio.config import Settings
-    from studio.engine import Engine, Sampling, SynthesisRequest
+    from studio.engine import Sampling, SynthesisRequest, create_engine
     from studio.streaming import ChunkPlan, stream
 
-    engine = Engine(Settings(model=str(real_size_checkpoint(args.checkpoint)), device=args.device, dtype=args.dtype))
+    engine = create_engine(Settings(model=str(real_size_checkpoint(args.checkpoint)), device=args.device, dtype=args.dtype))
     engine.load()
     prompt = engine.make_prompt(audio.load(FIXTURE), FIXTURE_TEXT, "icl")
     official = engine.model

@@ -380,7 +380,11 @@ class StudioUI:
                     p["stream"] = gr.Button("Stream", variant="primary")
                     p["synthesize"] = gr.Button("Synthesize (one shot)")
                     p["stop"] = gr.Button("Stop", variant="stop")
-        p["player"] = gr.Audio(label="Live", streaming=True, autoplay=True, interactive=False, elem_id="player")
+        # Gradio 6.17's player builds a WaveSurfer on mount inside a container that it only renders for
+        # non-stream values, so the first chunk logs "Container not found" (harmless: HLS plays the
+        # stream). Without the waveform, every later Stream plays too (gradio issue #13807).
+        p["player"] = gr.Audio(label="Live", streaming=True, autoplay=True, interactive=False, elem_id="player",
+                               waveform_options=gr.WaveformOptions(show_recording_waveform=False))
         p["take"] = gr.Audio(label="Take", type="numpy", format="wav", interactive=False, elem_id="take")
         p["summary"] = gr.Markdown(elem_id="take-summary")
         # The raw upload behind a reference cleaned on the Reference tab; a direct upload here clears it.

@@ -111,6 +111,14 @@ def live_server(studio):
     demo.close()
 
 
+@pytest.fixture(scope="module")
+def client(live_server):
+    """gradio_client connected to this module's live server, as scripts use it."""
+    from gradio_client import Client
+
+    return Client(live_server, verbose=False)
+
+
 CHROMIUM = "/usr/bin/chromium"
 
 

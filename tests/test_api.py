@@ -1,14 +1,9 @@
 """Scripts drive the live studio through gradio_client, exactly as the README shows."""
 
 import soundfile as sf
-from gradio_client import Client, handle_file
+from gradio_client import handle_file
 
 import pytest
-
-
-@pytest.fixture(scope="module")
-def client(live_server):
-    return Client(live_server, verbose=False)
 
 
 def test_synthesize_endpoint_returns_24khz_wav(client, ja_clips):
@@ -88,3 +83,10 @@ def test_cancelled_stream_stops_generation(client, ja_clips):
             break
         time.sleep(0.05)
     assert not [t for t in threading.enumerate() if t.name == "studio-generate"]
+
+
+def test_synthesize_takes_an_iso_language_code(client, ja_clips):
+    entry = ja_clips[0]
+    wav_path, summary = client.predict(text="Hello.", language="en", reference=handle_file(str(entry["path"])),
+                                       ref_text=entry["text"], seed=3, max_frames=4, api_name="/synthesize")
+    assert "seed 3" in summary

@@ -130,3 +130,32 @@ def test_stop_button_ends_generation(page, ja_clips):
     while time.time() < deadline and [t for t in threading.enumerate() if t.name == "studio-generate"]:
         time.sleep(0.05)
     assert not [t for t in threading.enumerate() if t.name == "studio-generate"]
+
+
+def serve(settings, voices_dir):
+    from studio.ui import build_app
+    from tests.conftest import free_port
+
+    demo = build_app(settings.replace(voices_dir=voices_dir))
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    return demo, f"http://127.0.0.1:{port}/"
+
+
+def test_empty_library_shows_a_hint_not_an_error(settings, browser, tmp_path):
+    demo, url = serve(settings, tmp_path / "empty-voices")
+    try:
+        page = browser.new_page()
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(url)
+        for tab in ("Reference", "Preview", "Compare", "Library"):
+            page.get_by_role("tab", name=tab).click()
+            page.wait_for_timeout(500)
+        expect(page.locator("#library-message")).to_contain_text("The library is empty", timeout=30000)
+        page.wait_for_timeout(1500)
+        assert page.locator(".toast-body").count() == 0
+        assert errors == []  # no JavaScript error on load or on any tab
+        page.close()
+    finally:
+        demo.close()

@@ -4,12 +4,7 @@ import zipfile
 
 import pytest
 import soundfile as sf
-from gradio_client import Client, handle_file
-
-
-@pytest.fixture(scope="module")
-def client(live_server):
-    return Client(live_server, verbose=False)
+from gradio_client import handle_file
 
 
 def save(client, entry, name, **extra):
