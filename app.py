@@ -12,13 +12,55 @@ import sys
 
 from studio.config import Settings
 from studio.errors import StudioError
+from studio.server import add_routes
 from studio.studio import Studio
 from studio.ui import StudioUI
+
+EXPOSED = """refusing to start: {where} without --auth would let anyone who can reach it
+  - list, play, rename, delete, import and export every voice in {voices}, including the raw original recordings;
+  - generate speech in those voices through the UI, gradio_client, /api/v1/speak and /v1/audio/speech.
+Add --auth USER:PASS (or --auth @FILE; the speech routes then need --api-key), or pass --allow-anonymous if that
+is what you want."""
+
+
+def exposure_problem(settings: Settings) -> str | None:
+    """Why the studio must not start as configured, or None."""
+    if not settings.public or settings.auth or settings.allow_anonymous:
+        return None
+    where = "a public --share link" if settings.share else f"listening on {settings.host}"
+    return EXPOSED.format(where=where, voices=settings.voices_dir)
+
+
+def launch(studio: Studio, block: bool = True, quiet: bool = False):
+    """Serve the UI and the speech routes on one port (and the share link); returns the Gradio app."""
+    settings = studio.settings
+    demo = StudioUI(studio).build()
+    demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)
+    app, _, _ = demo.launch(
+        server_name=settings.host,
+        server_port=settings.port,
+        share=settings.share,
+        auth=settings.auth,
+        max_file_size=f"{settings.max_upload_mb:g}mb",
+        prevent_thread_lock=True,
+        quiet=quiet,
+    )
+    add_routes(app, studio)  # routes added to Gradio's own app serve on its port and share link
+    if block:
+        demo.block_thread()
+    return demo
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_args(argv)  # exits with status 2 and a message on a bad flag or variable
+    problem = exposure_problem(settings)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    if settings.public:
+        logging.getLogger("studio").warning("the studio is reachable by others%s",
+                                            "" if settings.auth else " WITHOUT a password (--allow-anonymous)")
     studio = Studio(settings)
     if settings.preload:
         for model in (studio.engine, studio.transcriber):
@@ -27,15 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             except StudioError as error:
                 # The studio still serves its page; using that model reports the same message.
                 logging.getLogger("studio").error("%s", error)
-    demo = StudioUI(studio).build()
-    demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)
-    demo.launch(
-        server_name=settings.host,
-        server_port=settings.port,
-        share=settings.share,
-        auth=settings.auth,
-        max_file_size=f"{settings.max_upload_mb:g}mb",
-    )
+    launch(studio)
     return 0
 
 

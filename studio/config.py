@@ -48,6 +48,8 @@ class Settings:
     concurrency: int = 1
     queue_size: int = 32
     preload: bool = False
+    api_key: str | None = None  # Bearer key for the speech routes
+    allow_anonymous: bool = False  # reachable by others without --auth, on purpose
 
     @classmethod
     def from_args(cls, argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> "Settings":
@@ -59,6 +61,7 @@ class Settings:
         values["voices_dir"] = Path(values["voices_dir"])
         try:
             values["auth"] = _parse_auth(values["auth"])
+            values["api_key"] = _read_secret(values["api_key"], "--api-key")
         except ValueError as error:
             parser.error(str(error))
         return cls(**values)
@@ -148,6 +151,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="requests that may wait in the queue; more are refused with a message")
     p.add_argument("--preload", default=d.preload, action="store_true",
                    help="load models at start instead of first use")
+    p.add_argument("--api-key", default=None,
+                   help="KEY or @FILE: Bearer key for /api/v1/speak and /v1/audio/* (required with --auth)")
+    p.add_argument("--allow-anonymous", default=d.allow_anonymous, action="store_true",
+                   help="start with --share or a non-loopback --host without --auth (anyone with the link can "
+                        "use, change and export every voice)")
     return p
 
 
@@ -175,15 +183,25 @@ def _environment(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> arg
     return namespace
 
 
-def _parse_auth(value: str | None) -> tuple[str, str] | None:
-    """USER:PASS, or @FILE holding USER:PASS (so the password stays out of `ps`)."""
+def _read_secret(value: str | None, flag: str) -> str | None:
+    """A value, or the contents of @FILE (so secrets stay out of `ps`)."""
     if not value:
         return None
     if value.startswith("@"):
         try:
             value = Path(value[1:]).expanduser().read_text(encoding="utf-8").strip()
         except OSError as error:
-            raise ValueError(f"--auth: cannot read the credentials file {value[1:]!r} ({error.strerror})") from None
+            raise ValueError(f"{flag}: cannot read the credentials file {value[1:]!r} ({error.strerror})") from None
+        if not value:
+            raise ValueError(f"{flag}: the credentials file is empty")
+    return value
+
+
+def _parse_auth(value: str | None) -> tuple[str, str] | None:
+    """USER:PASS, or @FILE holding USER:PASS (so the password stays out of `ps`)."""
+    value = _read_secret(value, "--auth")
+    if not value:
+        return None
     user, sep, password = value.partition(":")
     if not sep or not user or not password:
         raise ValueError("--auth must look like USER:PASS (or @FILE with USER:PASS inside)")

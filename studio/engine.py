@@ -16,7 +16,7 @@ import importlib.util
 import logging
 import random
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -181,6 +181,42 @@ def model_fingerprint(directory: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
+class FairLock:
+    """A lock granted in arrival order: the UI, scripts and apps share the engine without starving each other.
+
+    CPython's own locks make no ordering promise, so a busy door could win the engine
+    again and again; here a releasing owner hands the lock straight to the oldest waiter.
+    """
+
+    def __init__(self):
+        self._guard = threading.Lock()
+        self._waiters: deque[threading.Event] = deque()
+        self._owned = False
+
+    def acquire(self) -> bool:
+        with self._guard:
+            if not self._owned and not self._waiters:
+                self._owned = True
+                return True
+            turn = threading.Event()
+            self._waiters.append(turn)
+        turn.wait()  # ownership is handed over by release()
+        return True
+
+    def release(self) -> None:
+        with self._guard:
+            if self._waiters:
+                self._waiters.popleft().set()
+            else:
+                self._owned = False
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
 def first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
@@ -201,7 +237,7 @@ class Engine:
         self._model = None
         self._state: tuple | None = None  # (model, runtime, fingerprint), published together
         self._load_lock = threading.Lock()
-        self.generation_lock = threading.Lock()
+        self.generation_lock = FairLock()
         self._prompt_cache: OrderedDict[tuple, VoicePrompt] = OrderedDict()
         self._cache_lock = threading.Lock()  # the cache is shared by request threads
         self.load_error: str | None = None

@@ -100,13 +100,13 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def live_server(studio):
-    """The real studio app served on localhost: the session's models, this module's voices folder."""
-    from studio.ui import StudioUI
+    """The real studio (UI and speech routes) on localhost: the session's models, this module's voices folder."""
+    from app import launch
+    from studio.studio import Studio
 
-    demo = StudioUI(studio).build()
-    demo.queue(default_concurrency_limit=2)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    demo = launch(Studio(studio.settings.replace(port=port, concurrency=2), studio.engine, studio.library,
+                         studio.transcriber), block=False, quiet=True)
     yield f"http://127.0.0.1:{port}/"
     demo.close()
 

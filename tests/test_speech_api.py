@@ -1,0 +1,407 @@
+"""The speech routes for apps on a live server, driven by real clients: websockets, the openai SDK, httpx."""
+
+import asyncio
+import base64
+import io
+import json
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+import websockets
+
+from studio.config import SAMPLES_PER_FRAME
+from studio.studio import NewVoice
+
+FRAMES = 6  # per utterance (max_frames): the tiny random model never says end-of-speech
+
+
+@pytest.fixture(scope="module")
+def voice(studio, ja_clips):
+    saved = studio.save_voice(NewVoice("App Voice", ja_clips[0]["path"], ja_clips[0]["text"]))
+    studio.set_default_voice(saved.name)
+    return saved.name
+
+
+def ws_url(live_server):
+    return live_server.replace("http://", "ws://") + "api/v1/speak"
+
+
+def generating() -> bool:
+    return any(t.name == "studio-generate" and t.is_alive() for t in threading.enumerate())
+
+
+def wait_until_idle(seconds=15.0):
+    deadline = time.time() + seconds
+    while time.time() < deadline and generating():
+        time.sleep(0.05)
+    return not generating()
+
+
+async def receive(socket):
+    message = await asyncio.wait_for(socket.recv(), timeout=60)
+    return message if isinstance(message, bytes) else json.loads(message)
+
+
+async def start(socket, **options):
+    await socket.send(json.dumps({"type": "start", "max_frames": FRAMES, "seed": 1, **options}))
+    return await receive(socket)
+
+
+async def utterance(socket):
+    """Messages of one utterance: the audio bytes, its chunk messages, and the complete message."""
+    chunks, audio = [], b""
+    while True:
+        message = await receive(socket)
+        if isinstance(message, bytes):
+            audio += message
+            continue
+        if message["type"] == "audio_chunk":
+            chunks.append(message)
+            audio += base64.b64decode(message["data"])
+        elif message["type"] == "complete":
+            return audio, chunks, message
+        else:
+            raise AssertionError(f"unexpected message {message}")
+
+
+def test_speak_several_utterances_in_order(live_server, voice):
+    async def scenario():
+        async with websockets.connect(ws_url(live_server)) as socket:
+            ready = await start(socket, voice=voice)
+            assert ready["type"] == "ready" and len(ready["session_id"]) == 36
+            for text in ("First line.", "Second line.", "Third line."):
+                await socket.send(json.dumps({"type": "speak", "text": text}))
+            results = [await utterance(socket) for _ in range(3)]
+        for number, (audio, chunks, done) in enumerate(results, start=1):
+            assert done["utterance"] == number and all(c["utterance"] == number for c in chunks)
+            assert [c["index"] for c in chunks] == list(range(len(chunks)))
+            assert [c["is_final"] for c in chunks] == [False] * (len(chunks) - 1) + [True]
+            assert len(audio) == 2 * FRAMES * SAMPLES_PER_FRAME == 2 * done["samples"]
+            assert np.abs(np.frombuffer(audio, "<i2")).max() > 100  # real audio
+
+    asyncio.run(scenario())
+
+
+def test_pcm16_at_16khz_is_resampled_to_the_right_length(live_server, voice):
+    async def scenario():
+        async with websockets.connect(ws_url(live_server)) as socket:
+            await start(socket, sample_rate=16000, encoding="pcm16")
+            await socket.send(json.dumps({"type": "speak", "text": "Sixteen kilohertz."}))
+            return await utterance(socket)
+
+    audio, _, done = asyncio.run(scenario())
+    samples = np.frombuffer(audio, "<i2")
+    assert abs(len(samples) - FRAMES * SAMPLES_PER_FRAME * 16000 // 24000) <= 1
+    assert done["samples"] == len(samples) and done["duration"] == pytest.approx(len(samples) / 16000, abs=1e-3)
+
+
+def test_f32_in_binary_frames(live_server, voice):
+    async def scenario():
+        async with websockets.connect(ws_url(live_server)) as socket:
+            await start(socket, encoding="f32", binary=True)
+            await socket.send(json.dumps({"type": "speak", "text": "Binary frames."}))
+            return await utterance(socket)
+
+    audio, chunks, done = asyncio.run(scenario())
+    samples = np.frombuffer(audio, "<f4")
+    assert chunks == [] and len(samples) == FRAMES * SAMPLES_PER_FRAME == done["samples"]
+    assert np.abs(samples).max() <= 1.0
+
+
+def test_first_chunk_arrives_while_the_model_is_still_generating(live_server, voice):
+    async def scenario():
+        async with websockets.connect(ws_url(live_server)) as socket:
+            await start(socket, max_frames=300)
+            await socket.send(json.dumps({"type": "speak", "text": "A long one."}))
+            first = await receive(socket)
+            still_generating = generating()
+            await socket.send(json.dumps({"type": "cancel"}))
+            return first, still_generating
+
+    first, still_generating = asyncio.run(scenario())
+    assert first["type"] == "audio_chunk" and first["index"] == 0 and still_generating
+    assert wait_until_idle()
+
+
+def test_cancel_drops_the_utterance_in_progress_and_the_queue(live_server, voice):
+    async def scenario():
+        async with websockets.connect(ws_url(live_server)) as socket:
+            await start(socket, max_frames=400)
+            for text in ("Long one.", "Queued one.", "Another queued."):
+                await socket.send(json.dumps({"type": "speak", "text": text}))
+            first = await receive(socket)
+            await socket.send(json.dumps({"type": "cancel"}))
+            while (message := await receive(socket))["type"] != "cancelled":
+                assert message["utterance"] == 1  # chunks already on their way
+            idle = await asyncio.to_thread(wait_until_idle)
+            # The session is still usable.
+            await socket.send(json.dumps({"type": "speak", "text": "After the cancel.", "max_frames": 4}))
+            audio, _, done = await utterance(socket)
+            return first, message, idle, done
+
+    first, cancelled, idle, done = asyncio.run(scenario())
+    assert first["utterance"] == 1 and cancelled["utterances"] == [1, 2, 3]
+    assert idle and done["utterance"] == 4
+
+
+def test_closing_the_socket_mid_utterance_frees_the_engine(live_server, voice, studio):
+    async def scenario():
+        socket = await websockets.connect(ws_url(live_server))
+        await start(socket, max_frames=600)
+        await socket.send(json.dumps({"type": "speak", "text": "I will hang up."}))
+        await receive(socket)
+        await socket.close()
+
+    asyncio.run(scenario())
+    assert wait_until_idle(10)
+    assert studio.engine.generation_lock.acquire()  # nobody holds the engine any more
+    studio.engine.generation_lock.release()
+
+
+@pytest.mark.parametrize("message, answer", [
+    ("this is not json", "not valid JSON"),
+    ("[1, 2, 3]", '"type"'),
+    ('{"type": "dance"}', "Unknown message type 'dance'"),
+    ('{"type": "speak", "text": "Too early."}', "before speak"),
+])
+def test_bad_messages_before_start_are_answered(live_server, voice, message, answer):
+    async def scenario():
+        async with websockets.connect(ws_url(live_server)) as socket:
+            await socket.send(message)
+            reply = await receive(socket)
+            ready = await start(socket)  # still usable
+            return reply, ready
+
+    reply, ready = asyncio.run(scenario())
+    assert reply["type"] == "error" and answer in reply["message"]
+    assert ready["type"] == "ready"
+
+
+@pytest.mark.parametrize("options, answer", [
+    ({"voice": "Nobody Here"}, "no voice named 'Nobody Here'"),
+    ({"sample_rate": 1000}, "sample_rate must be"),
+    ({"sample_rate": "fast"}, "sample_rate must be"),
+    ({"encoding": "mp3"}, "encoding must be one of"),
+    ({"language": "Klingon"}, "not supported"),
+    ({"temperature": 9}, "Temperature"),
+    ({"binary": "yes"}, "binary must be"),
+])
+def test_bad_start_messages_are_answered_and_the_session_survives(live_server, voice, options, answer):
+    async def scenario():
+        async with websockets.connect(ws_url(live_server)) as socket:
+            reply = await start(socket, **options)
+            ready = await start(socket)
+            return reply, ready
+
+    reply, ready = asyncio.run(scenario())
+    assert reply["type"] == "error" and answer in reply["message"]
+    assert ready["type"] == "ready"
+
+
+def test_bad_speak_messages_are_answered(live_server, voice, studio):
+    limit = studio.settings.max_text_chars
+
+    async def scenario():
+        async with websockets.connect(ws_url(live_server)) as socket:
+            await start(socket)
+            replies = []
+            for message in ({"type": "speak"}, {"type": "speak", "text": "   "},
+                            {"type": "speak", "text": "x" * (limit + 1)}, {"type": "start"}):
+                await socket.send(json.dumps(message))
+                replies.append(await receive(socket))
+            await socket.send(json.dumps({"type": "speak", "text": "Still here."}))
+            audio, _, done = await utterance(socket)
+            return replies, done
+
+    replies, done = asyncio.run(scenario())
+    assert [r["type"] for r in replies] == ["error"] * 4
+    assert "needs \"text\"" in replies[0]["message"] and f"limit is {limit}" in replies[2]["message"]
+    assert "already started" in replies[3]["message"]
+    assert done["utterance"] == 1
+
+
+def test_too_many_queued_utterances_are_refused(live_server, voice):
+    from studio.server import MAX_QUEUED
+
+    async def scenario():
+        async with websockets.connect(ws_url(live_server)) as socket:
+            await start(socket, max_frames=300)
+            for i in range(MAX_QUEUED + 1):
+                await socket.send(json.dumps({"type": "speak", "text": f"Number {i}."}))
+            while (message := await receive(socket))["type"] != "error":
+                pass
+            await socket.send(json.dumps({"type": "cancel"}))
+            return message
+
+    assert "limit is" in asyncio.run(scenario())["message"]
+    assert wait_until_idle()
+
+
+def test_eight_concurrent_sessions_all_complete_in_order(live_server, voice):
+    """A load test on loopback: 8 clients x 3 utterances, every sample accounted for, in order."""
+
+    async def client(number):
+        async with websockets.connect(ws_url(live_server)) as socket:
+            await start(socket, seed=number, sample_rate=22050)
+            for i in range(3):
+                await socket.send(json.dumps({"type": "speak", "text": f"Client {number} line {i}."}))
+            return [await utterance(socket) for _ in range(3)]
+
+    async def everyone():
+        return await asyncio.gather(*(client(n) for n in range(8)))
+
+    results = asyncio.run(everyone())
+    expected = round(FRAMES * SAMPLES_PER_FRAME * 22050 / 24000)
+    for sessions in results:
+        assert [done["utterance"] for _, _, done in sessions] == [1, 2, 3]
+        for audio, _, done in sessions:
+            assert abs(len(audio) // 2 - expected) <= 1 and done["samples"] == len(audio) // 2
+
+
+# -- OpenAI-compatible routes ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def openai_client(live_server):
+    from openai import OpenAI
+
+    return OpenAI(base_url=live_server + "v1", api_key="not-needed-on-localhost")
+
+
+def test_openai_sdk_speech_create(openai_client, voice):
+    response = openai_client.audio.speech.create(model="qwen3-tts", voice=voice, input="Hello from the SDK.",
+                                                 response_format="wav", extra_body={"max_frames": FRAMES})
+    samples, rate = sf.read(io.BytesIO(response.content))
+    assert rate == 24000 and len(samples) == FRAMES * SAMPLES_PER_FRAME
+
+
+def test_openai_sdk_streaming_response(openai_client, voice):
+    with openai_client.audio.speech.with_streaming_response.create(
+            model="qwen3-tts", voice=voice, input="Streamed to the SDK.", response_format="pcm",
+            extra_body={"max_frames": FRAMES}) as response:
+        parts = list(response.iter_bytes())
+    assert len(b"".join(parts)) == 2 * FRAMES * SAMPLES_PER_FRAME and len(parts) >= 2
+
+
+@pytest.mark.parametrize("response_format", ["mp3", "opus", "flac"])
+def test_compressed_formats_decode(live_server, voice, response_format):
+    import av
+
+    response = httpx.post(live_server + "v1/audio/speech", timeout=60,
+                          json={"model": "qwen3-tts", "voice": voice, "input": "Compressed.", "max_frames": FRAMES,
+                                "response_format": response_format})
+    assert response.status_code == 200
+    with av.open(io.BytesIO(response.content)) as container:
+        decoded = sum(frame.samples / frame.sample_rate for frame in container.decode(audio=0))
+    assert decoded == pytest.approx(FRAMES * SAMPLES_PER_FRAME / 24000, abs=0.08)
+
+
+def test_httpx_first_bytes_arrive_while_generating(live_server, voice):
+    body = {"model": "qwen3-tts", "voice": voice, "input": "Long enough to stream.", "response_format": "wav",
+            "max_frames": 300}
+    with httpx.stream("POST", live_server + "v1/audio/speech", json=body, timeout=60) as response:
+        first = next(response.iter_bytes())
+        still_generating = generating()
+    assert response.status_code == 200 and first[:4] == b"RIFF" and still_generating
+    assert wait_until_idle()  # leaving early stopped generation
+
+
+@pytest.mark.parametrize("body, status, answer", [
+    ({"model": "m", "voice": "App Voice"}, 400, "'input'"),
+    ({"model": "m", "input": "Hi", "voice": "Nobody"}, 404, "no voice named"),
+    ({"model": "m", "input": "Hi", "response_format": "aiff"}, 400, "response_format"),
+    ({"model": "m", "input": "Hi", "speed": 2.0}, 400, "speed"),
+    ({"model": "m", "input": "Hi", "speed": 9}, 400, "0.25 to 4.0"),
+    ({"model": "m", "input": "Hi", "language": "Klingon"}, 400, "not supported"),
+])
+def test_openai_errors_have_openai_shape(live_server, voice, body, status, answer):
+    response = httpx.post(live_server + "v1/audio/speech", json=body, timeout=60)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert answer in error["message"] and error["type"]
+
+
+def test_non_json_body_is_refused(live_server):
+    response = httpx.post(live_server + "v1/audio/speech", content=b"{{{", timeout=30)
+    assert response.status_code == 400 and "JSON object" in response.json()["error"]["message"]
+
+
+def test_voices_and_models_are_listed(live_server, voice, studio):
+    voices = httpx.get(live_server + "v1/audio/voices", timeout=30).json()
+    assert {"id": voice} .items() <= next(v for v in voices["data"] if v["id"] == voice).items()
+    assert next(v for v in voices["data"] if v["id"] == voice)["default"] is True
+    models = httpx.get(live_server + "v1/models", timeout=30).json()
+    assert models["data"][0]["id"] == studio.settings.model
+
+
+# -- access ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def keyed_server(studio):
+    from app import launch
+    from studio.studio import Studio
+    from tests.conftest import free_port
+
+    port = free_port()
+    keyed = Studio(studio.settings.replace(port=port, api_key="s3cret-key"), studio.engine, studio.library,
+                   studio.transcriber)
+    demo = launch(keyed, block=False, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+def test_api_key_is_required_when_set(keyed_server, voice):
+    body = {"model": "m", "input": "Hi", "response_format": "pcm", "max_frames": 2}
+    refused = httpx.post(keyed_server + "v1/audio/speech", json=body, timeout=30)
+    assert refused.status_code == 401 and "API key" in refused.json()["error"]["message"]
+    wrong = httpx.post(keyed_server + "v1/audio/speech", json=body, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    allowed = httpx.post(keyed_server + "v1/audio/speech", json=body, timeout=60,
+                         headers={"Authorization": "Bearer s3cret-key"})
+    assert allowed.status_code == 200 and len(allowed.content) == 2 * 2 * SAMPLES_PER_FRAME
+
+    async def sockets():
+        url = ws_url(keyed_server)
+        with pytest.raises(websockets.exceptions.InvalidStatus):
+            async with websockets.connect(url) as socket:
+                await socket.recv()
+        async with websockets.connect(url, additional_headers={"Authorization": "Bearer s3cret-key"}) as socket:
+            return await start(socket)
+
+    assert asyncio.run(sockets())["type"] == "ready"
+
+
+def test_auth_without_api_key_closes_the_speech_routes(settings):
+    from studio.server import AccessDenied, check_access
+
+    with pytest.raises(AccessDenied, match="--api-key"):
+        check_access(settings.replace(auth=("ann", "pw")), None)
+    check_access(settings, None)  # localhost, no key set: open
+
+
+def test_public_studio_without_auth_refuses_to_start(settings):
+    from app import exposure_problem
+
+    assert "refusing to start" in exposure_problem(settings.replace(share=True))
+    assert "0.0.0.0" in exposure_problem(settings.replace(host="0.0.0.0"))
+    assert exposure_problem(settings.replace(share=True, auth=("a", "b"))) is None
+    assert exposure_problem(settings.replace(share=True, allow_anonymous=True)) is None
+    assert exposure_problem(settings) is None
+
+
+def test_example_client_saves_each_line(live_server, voice, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "examples" / "speak_client.py"
+    result = subprocess.run([sys.executable, str(script), "Hello, how can I help?", "Second line.", "--url",
+                             ws_url(live_server), "--voice", voice, "--rate", "16000", "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    for name in ("01.wav", "02.wav"):
+        samples, rate = sf.read(tmp_path / name)
+        assert rate == 16000 and len(samples) > 16000 // 2
