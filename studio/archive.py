@@ -22,8 +22,8 @@ from .config import SAMPLE_RATE
 from .engine import Engine
 from .errors import InvalidInput, StudioError
 from .files import write_atomic
-from .library import (FINGERPRINT_RE, MANIFEST, ORIGINAL_SUFFIXES, PREVIEW, PROMPTS, REFERENCE, Library, Voice,
-                      clean_name, folder_for, now, prompt_bytes)
+from .library import (FINGERPRINT_RE, MANIFEST, MAX_MANIFEST_BYTES, ORIGINAL_SUFFIXES, PREVIEW, PROMPTS, REFERENCE,
+                      Library, Voice, clean_name, folder_for, now, prompt_bytes)
 from .languages import normalise_language
 
 # Import limits: a voice is a few MB; anything far larger is refused before it is unpacked.
@@ -35,14 +35,15 @@ MAX_COMPRESSION_RATIO = 200
 
 def export_voice(library: Library, name: str, destination: str | os.PathLike) -> Path:
     """Write the voice's folder (manifest, audio, prompts) as a .zip at `destination`."""
-    voice = library.get(name)
-    source = library.path(voice)
-    destination = Path(destination)
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(source.rglob("*")):
-            if path.is_file() and not path.is_symlink() and not path.name.startswith("."):
-                archive.write(path, path.relative_to(source).as_posix())
+    with library.lock():  # a delete or a cached prompt racing the export cannot tear it
+        voice = library.get(name)
+        source = library.path(voice)
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(source.rglob("*")):
+                if path.is_file() and not path.is_symlink() and not path.name.startswith("."):
+                    archive.write(path, path.relative_to(source).as_posix())
+    destination = Path(destination)
     write_atomic(destination, buffer.getvalue())
     return destination
 
@@ -50,6 +51,8 @@ def export_voice(library: Library, name: str, destination: str | os.PathLike) ->
 def import_zip(library: Library, path: str | os.PathLike) -> Voice:
     """Add a voice exported by Voice Studio; a name in use gets a number ("Sakura (2)")."""
     files = read_voice_zip(Path(path), library.max_upload_bytes)
+    if len(files[MANIFEST]) > MAX_MANIFEST_BYTES:
+        raise InvalidInput("The voice file's voice.json is far larger than a voice manifest can be.")
     try:
         manifest = json.loads(files[MANIFEST].decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
@@ -61,6 +64,8 @@ def import_zip(library: Library, path: str | os.PathLike) -> Voice:
         raise InvalidInput("The voice file has no reference.wav.")
     if PREVIEW in files:
         files[PREVIEW] = _checked_audio(files[PREVIEW], PREVIEW, library.max_reference_seconds * 10)
+    if voice.original and voice.original in files:
+        _checked_audio(files[voice.original], voice.original, library.max_reference_seconds)  # kept as uploaded
     voice.prompts = sorted(name[len(PROMPTS) + 1: -len(".safetensors")] for name in files
                            if name.startswith(PROMPTS + "/"))
     for fingerprint in voice.prompts:
@@ -75,7 +80,7 @@ def import_zip(library: Library, path: str | os.PathLike) -> Voice:
         voice.preview = None
     with library.lock():
         voice.name = library.free_name(voice.name)
-        voice.folder = folder_for(voice.name)
+        voice.folder = library.free_folder(voice.name)
         files[MANIFEST] = voice.manifest_bytes()
         library.publish(voice.folder, files)
     return voice
@@ -110,6 +115,7 @@ def import_official(library: Library, path: str | os.PathLike, name: str, engine
     with library.lock():
         if library.find(name) is not None:
             raise InvalidInput(f"A voice named {name!r} already exists. Pick another name.")
+        voice.folder = library.free_folder(name)
         library.publish(voice.folder, files)
     return voice
 

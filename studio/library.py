@@ -26,7 +26,9 @@ import os
 import re
 import shutil
 import unicodedata
+import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -54,10 +56,19 @@ ORIGINAL_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".webm", ".opus", 
 FOLDER_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,79}$")
 FINGERPRINT_RE = re.compile(r"^[0-9a-f]{8,64}$")
 MAX_STORED_REF_TEXT = 20000  # the largest --max-ref-text-chars; new voices are held to the setting
+MAX_MANIFEST_BYTES = 256 * 1024  # a manifest is a few kB; anything far larger is refused unread
+MAX_TRASH = 50  # deleted voices kept for Undo; older ones are removed for good
+LOCK_SECONDS = 30
+# Zero-width joiners and variation selectors are format characters, but emoji need them.
+EMOJI_JOINERS = {"\u200d", "\ufe0e", "\ufe0f"}
 
 
 class VoiceNotFound(StudioError):
     """No voice of that name in the library."""
+
+
+class LibraryBusy(StudioError):
+    """Another writer held the library lock for too long."""
 
 
 @dataclass
@@ -101,24 +112,35 @@ class Voice:
 
 def clean_name(name: str | None) -> str:
     """Validate a display name: printable, no path characters, at most 64 characters."""
+    if name is not None and not isinstance(name, str):
+        raise InvalidInput("A voice name must be text.")
     cleaned = unicodedata.normalize("NFC", (name or "").strip())
     cleaned = re.sub(r"\s+", " ", cleaned)
     if not cleaned:
         raise InvalidInput("Give the voice a name.")
     if len(cleaned) > MAX_NAME:
         raise InvalidInput(f"Voice names can have at most {MAX_NAME} characters.")
-    if any(unicodedata.category(ch).startswith("C") for ch in cleaned):
+    if any(unicodedata.category(ch).startswith("C") and ch not in EMOJI_JOINERS for ch in cleaned):
         raise InvalidInput("Voice names cannot contain control characters.")
     if any(ch in cleaned for ch in '/\\:*?"<>|') or cleaned.startswith(".") or cleaned in ("..", "."):
         raise InvalidInput('Voice names cannot contain / \\ : * ? " < > | or start with a dot.')
     return cleaned
 
 
+def name_key(name: str) -> str:
+    """What makes two names the same voice: "Amy", "amy" and full-width "Ａｍｙ" are one name."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name.strip()).casefold())
+
+
 def folder_for(name: str) -> str:
-    """A safe folder name: ASCII slug of the name plus a short hash, so distinct names never collide."""
+    """A safe folder name for a new voice: ASCII slug of the name plus a short hash.
+
+    The folder is the voice's identity from then on: renaming a voice rewrites its
+    manifest only, so a rename is one atomic step and the folder never moves.
+    """
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:48] or "voice"
-    digest = hashlib.sha256(name.casefold().encode()).hexdigest()[:8]
+    digest = hashlib.sha256(name_key(name).encode()).hexdigest()[:8]
     return f"{slug}-{digest}"
 
 
@@ -131,7 +153,8 @@ def clean_tags(tags) -> list[str]:
     for tag in tags:
         tag = re.sub(r"\s+", " ", str(tag)).strip()
         if tag and tag.lower() not in (t.lower() for t in result):
-            if len(tag) > 32 or any(unicodedata.category(ch).startswith("C") for ch in tag):
+            if len(tag) > 32 or any(unicodedata.category(ch).startswith("C") and ch not in EMOJI_JOINERS
+                                    for ch in tag):
                 raise InvalidInput(f"Tag {tag[:32]!r} is too long or has control characters.")
             result.append(tag)
     if len(result) > MAX_TAGS:
@@ -177,17 +200,41 @@ class Library:
         self.max_reference_seconds = max_reference_seconds
 
     # -- locking and reading -----------------------------------------------------------------
+    @contextmanager
     def lock(self):
-        from filelock import FileLock
+        """The library's inter-process writer lock; a writer that is still busy gets a clear message."""
+        from filelock import FileLock, Timeout
 
         self.root.mkdir(parents=True, exist_ok=True)
-        return FileLock(str(self.root / ".lock"), timeout=60)
+        lock = FileLock(str(self.root / ".lock"), timeout=LOCK_SECONDS)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise LibraryBusy("The voice library is busy with another change; try again in a moment.") from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def sweep(self) -> None:
+        """Remove what a killed save left behind (hidden staging folders, .part files) and old trash."""
+        if not self.root.is_dir():
+            return
+        with self.lock():
+            for leftover in self.root.glob(".tmp-*"):
+                shutil.rmtree(leftover, ignore_errors=True)
+            for part in self.root.glob("**/.*.part"):
+                part.unlink(missing_ok=True)
+            self._trim_trash()
 
     def _read_voice(self, folder: Path) -> Voice | None:
         try:
-            data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+            manifest = folder / MANIFEST
+            if manifest.stat().st_size > MAX_MANIFEST_BYTES:
+                return None
+            data = json.loads(manifest.read_text(encoding="utf-8"))
             voice = self.voice_from_manifest(data, folder.name)
-        except (OSError, ValueError, TypeError, StudioError):
+        except (OSError, ValueError, TypeError, RecursionError, StudioError):
             return None  # a damaged or foreign folder is skipped, never fatal
         # The prompt files are the truth: caching a prompt never rewrites the manifest.
         voice.prompts = sorted(p.stem for p in (folder / PROMPTS).glob("*.safetensors")
@@ -209,7 +256,7 @@ class Library:
         if not isinstance(ref_text, str) or len(ref_text) > MAX_STORED_REF_TEXT:
             raise InvalidInput("The voice manifest has an invalid ref_text.")
         notes = data.get("notes") or ""
-        if not isinstance(notes, str):
+        if not isinstance(notes, str) or len(notes) > MAX_NOTES:
             raise InvalidInput("The voice manifest has invalid notes.")
         original = data.get("original")
         if original is not None and (not isinstance(original, str) or not original.startswith("original.")
@@ -222,19 +269,23 @@ class Library:
         if not isinstance(prompts, list) or not all(isinstance(p, str) and FINGERPRINT_RE.match(p) for p in prompts):
             raise InvalidInput("The voice manifest lists invalid prompt fingerprints.")
         source = data.get("source") or {}
-        if not isinstance(source, dict):
+        if not isinstance(source, dict) or not all(isinstance(source.get(k, ""), str) and len(source.get(k, "")) <= 255
+                                                   for k in ("file_name", "sha256")):
             raise InvalidInput("The voice manifest has an invalid source.")
+        stamps = [data.get("created_at") or "", data.get("updated_at") or ""]
+        if not all(isinstance(stamp, str) and len(stamp) <= 40 for stamp in stamps):
+            raise InvalidInput("The voice manifest has invalid dates.")
         return Voice(
             name=clean_name(data.get("name")),
             folder=folder,
             ref_text=ref_text,
             language=normalise_language(data.get("language") or "Auto"),
             mode=mode,
-            notes=notes[:MAX_NOTES],
+            notes=notes,
             tags=clean_tags(data.get("tags")),
-            created_at=str(data.get("created_at") or ""),
-            updated_at=str(data.get("updated_at") or ""),
-            source={k: str(v) for k, v in source.items() if k in ("file_name", "sha256")},
+            created_at=stamps[0],
+            updated_at=stamps[1],
+            source={k: v for k, v in source.items() if k in ("file_name", "sha256")},
             has_reference=bool(data.get("has_reference", True)),
             original=original,
             preview=preview,
@@ -257,16 +308,18 @@ class Library:
         return [v for v in self.voices() if v.matches(query or "")]
 
     def find(self, name: str) -> Voice | None:
-        wanted = unicodedata.normalize("NFC", (name or "").strip()).casefold()
+        if not isinstance(name, str):
+            return None
+        wanted = name_key(name)
         for voice in self.voices():
-            if voice.name.casefold() == wanted:
+            if name_key(voice.name) == wanted:
                 return voice
         return None
 
     def get(self, name: str) -> Voice:
         voice = self.find(name)
         if voice is None:
-            raise VoiceNotFound(f"There is no voice named {name!r} in the library.")
+            raise VoiceNotFound(f"There is no voice named {str(name)[:80]!r} in the library.")
         return voice
 
     def path(self, voice: Voice) -> Path:
@@ -351,13 +404,22 @@ class Library:
             fingerprint, data = prompt
             voice.prompts = [fingerprint]
             files[f"{PROMPTS}/{fingerprint}.safetensors"] = data
-        files[MANIFEST] = voice.manifest_bytes()
         with self.lock():
             if self.find(name) is not None:
                 raise InvalidInput(f"A voice named {name!r} already exists. Pick another name or rename "
                                    "the existing one first.")
+            voice.folder = self.free_folder(name)
+            files[MANIFEST] = voice.manifest_bytes()
             self.publish(voice.folder, files)
         return voice
+
+    def free_folder(self, name: str) -> str:
+        """A folder for a new voice that nothing occupies (a leftover of an old voice never blocks a name)."""
+        base = folder_for(name)
+        folder = base
+        while (self.root / folder).exists():
+            folder = f"{base}-{uuid.uuid4().hex[:6]}"
+        return folder
 
     def publish(self, folder: str, files: dict[str, bytes]) -> None:
         """Write all files into a hidden folder, fsync, then rename it into place in one step."""
@@ -388,26 +450,18 @@ class Library:
         write_atomic(self.path(voice) / MANIFEST, voice.manifest_bytes())
 
     # -- edits -------------------------------------------------------------------------------
+    # Every change is one atomic step, or ordered so that a kill between its steps leaves a
+    # library in which every listed voice loads and no name is blocked.
     def rename(self, name: str, new_name: str) -> Voice:
+        """Rename by rewriting the manifest atomically; the folder (the voice's identity) stays."""
         new_name = clean_name(new_name)
         with self.lock():
             voice = self.get(name)
             other = self.find(new_name)
             if other is not None and other.folder != voice.folder:
                 raise InvalidInput(f"A voice named {new_name!r} already exists.")
-            was_default = self._index().get("default") == voice.folder
             voice.name = new_name
-            # Manifest first: if interrupted now, the voice keeps its files under the old folder name.
             self._update(voice)
-            target = folder_for(new_name)
-            if target != voice.folder and not (self.root / target).exists():
-                os.rename(self.path(voice), self.root / target)
-                fsync_dir(self.root)
-                voice.folder = target
-                if was_default:
-                    index = self._index()
-                    index["default"] = target
-                    self._write_index(index)
         return voice
 
     def duplicate(self, name: str, new_name: str) -> Voice:
@@ -419,33 +473,47 @@ class Library:
             source = self.path(voice)
             files = {str(p.relative_to(source)): p.read_bytes() for p in source.rglob("*")
                      if p.is_file() and not p.is_symlink() and not p.name.endswith(".part")}
-            copy = Voice(**{**asdict(voice), "name": new_name, "folder": folder_for(new_name),
+            copy = Voice(**{**asdict(voice), "name": new_name, "folder": self.free_folder(new_name),
                             "created_at": now(), "updated_at": now()})
             files[MANIFEST] = copy.manifest_bytes()
             self.publish(copy.folder, files)
         return copy
 
     def delete(self, name: str) -> Voice:
-        """Move the voice to the trash (restorable with `restore`)."""
+        """Move the voice to the trash (restorable with `restore`).
+
+        The default is cleared before the move, so a kill in between leaves the voice
+        in place (just not the default) rather than a default pointing at nothing.
+        """
         with self.lock():
             voice = self.get(name)
-            trash = self.root / TRASH
-            trash.mkdir(exist_ok=True)
-            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
-            os.rename(self.path(voice), trash / f"{voice.folder}--{stamp}")
-            fsync_dir(self.root)
             index = self._index()
             if index.get("default") == voice.folder:
                 index.pop("default")
                 self._write_index(index)
+            trash = self.root / TRASH
+            trash.mkdir(exist_ok=True)
+            os.rename(self.path(voice), trash / f"{time.time_ns():020d}--{voice.folder}")
+            fsync_dir(trash)
+            fsync_dir(self.root)
+            self._trim_trash()
         return voice
 
-    def trash(self) -> list[Voice]:
+    def _trash_entries(self) -> list[Path]:
+        """Deleted voices, most recently deleted first (the name starts with the deletion time)."""
         folder = self.root / TRASH
         if not folder.is_dir():
             return []
+        entries = [e for e in folder.iterdir() if e.is_dir() and re.match(r"^\d{20}--", e.name)]
+        return sorted(entries, key=lambda e: e.name, reverse=True)
+
+    def _trim_trash(self) -> None:
+        for old in self._trash_entries()[MAX_TRASH:]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def trash(self) -> list[Voice]:
         found = []
-        for entry in sorted(folder.iterdir(), reverse=True):
+        for entry in self._trash_entries():
             voice = self._read_voice(entry)
             if voice is not None:
                 voice.folder = f"{TRASH}/{entry.name}"
@@ -453,17 +521,18 @@ class Library:
         return found
 
     def restore(self, name: str | None = None) -> Voice:
-        """Bring back the most recently deleted voice (or the newest one called `name`)."""
+        """Bring back the most recently deleted voice (or the most recently deleted one called `name`)."""
         with self.lock():
-            candidates = [v for v in self.trash() if name is None or v.name.casefold() == name.strip().casefold()]
+            candidates = [v for v in self.trash() if name is None or name_key(v.name) == name_key(name)]
             if not candidates:
                 raise VoiceNotFound("There is no deleted voice to restore." if name is None
                                     else f"There is no deleted voice named {name!r}.")
             voice = candidates[0]
             if self.find(voice.name) is not None:
                 raise InvalidInput(f"A voice named {voice.name!r} exists again; rename it before restoring.")
-            target = folder_for(voice.name)
+            target = self.free_folder(voice.name)
             os.rename(self.root / voice.folder, self.root / target)
+            fsync_dir(self.root / TRASH)
             fsync_dir(self.root)
             voice.folder = target
         return voice

@@ -93,6 +93,7 @@ class Stream:
         self.sentences = split_sentences(self.request.text, self.request.language)
         self.take: Take | None = None
         self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
         settings = engine.settings
         self._frames_left = settings.max_request_frames
         self._deadline = 0.0
@@ -108,7 +109,9 @@ class Stream:
         first_audio = None
         frames = 0
         index = 0
-        with self.engine.generation_lock:
+        lock = self.engine.generation_lock
+        lock.acquire()
+        try:
             self._deadline = time.monotonic() + self._wall_limit
             seed = self.engine.seed_generators(self.request.sampling)
             for number, sentence in enumerate(self.sentences):
@@ -129,10 +132,25 @@ class Stream:
                     index += 1
                     if hit:
                         flags.append(f"Sentence {number + 1} hit the length limit and may be cut off.")
+        finally:
+            self._release(lock)
         total = time.perf_counter() - started
         samples = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
         self.take = Take(samples, self.engine.capabilities.sample_rate, seed, frames, first_audio or total, total,
                          len(self.sentences), flags)
+
+    def _release(self, lock) -> None:
+        """Free the engine once the worker has stopped, without waiting for it on this thread.
+
+        This thread is often a server's event loop closing the stream (Stop, a disconnect);
+        the worker ends within a frame, and only then may the next request use the model.
+        """
+        worker = self._worker
+        if worker is None or not worker.is_alive():
+            lock.release()
+            return
+        threading.Thread(target=lambda: (worker.join(), lock.release()), daemon=True,
+                         name="studio-release").start()
 
     def _budget_flag(self, sentence: int) -> str:
         return (f"The request reached its budget ({self.engine.settings.max_request_seconds:.0f} s of audio or "
@@ -188,7 +206,7 @@ class Stream:
             finally:
                 out.put(done)
 
-        worker = threading.Thread(target=work, name="studio-generate", daemon=True)
+        worker = self._worker = threading.Thread(target=work, name="studio-generate", daemon=True)
         worker.start()
         produced = 0
         held = np.zeros(0, np.float32)  # the tail kept back for a fade-out
@@ -207,6 +225,7 @@ class Stream:
                     samples = np.concatenate([held, samples])
                     held, samples = samples[-FADE_SAMPLES:], samples[:-FADE_SAMPLES]
                 yield samples, count, False
+            worker.join()  # it has handed over its last item and is returning
             if self._stop.is_set():
                 raise Cancelled("Generation was stopped.")
             self._frames_left -= produced
@@ -216,8 +235,7 @@ class Stream:
             elif hit:
                 yield np.zeros(0, np.float32), 0, True
         finally:
-            halt.set()
-            worker.join()
+            halt.set()  # on an early exit the worker stops at its next frame; _release waits for it
 
 
 def _fade(samples: np.ndarray, rising: bool) -> np.ndarray:

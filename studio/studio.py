@@ -93,6 +93,7 @@ class Studio:
                                           settings.max_reference_seconds)
         self.transcriber = transcriber or Transcriber(settings.whisper_model, settings.device)
         self.files = TempFiles()
+        self.library.sweep()  # what a killed save left behind, and trash beyond its limit
 
     def status(self) -> str:
         """Whether the TTS model is loaded, and where (device, dtype and why)."""
@@ -268,14 +269,34 @@ class Studio:
         return archive.import_zip(self.library, path)
 
     def voice_details(self, name: str | None) -> VoiceDetails | None:
-        """Summary, reference and approved preview of a voice; None when no voice is chosen."""
+        """Summary, reference and approved preview of a voice; None when no voice is chosen.
+
+        The audio files are copies among the studio's temporary files, so a door can serve them
+        wherever the library lives (and a later delete or rename cannot pull them away mid-playback).
+        """
         if not name:
             return None
         voice = self.library.get(name)
         folder = self.library.path(voice)
+        reference = self.library.reference_path(voice)
         preview = folder / voice.preview if voice.preview else None
-        return VoiceDetails(voice.summary(), self.library.reference_path(voice),
-                            preview if preview and preview.is_file() else None)
+        return VoiceDetails(voice.summary(), self._copy(reference, "reference"),
+                            self._copy(preview if preview and preview.is_file() else None, "preview"))
+
+    def _copy(self, path: Path | None, stem: str) -> Path | None:
+        if path is None:
+            return None
+        target = self.files.path(stem, path.suffix)
+        try:
+            target.write_bytes(path.read_bytes())
+        except FileNotFoundError:
+            return None  # deleted meanwhile
+        return target
+
+    def take_clip(self, path) -> audio.Clip:
+        """A take sent back by a client (to keep as an approved preview), decoded within the limits."""
+        return audio.load(path, max_bytes=self.settings.max_upload_bytes,
+                          max_seconds=self.settings.max_request_seconds)
 
     def voice_names(self) -> list[str]:
         return [v.name for v in self.library.voices()]

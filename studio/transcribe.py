@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 WHISPER_RATE = 16000
 SENTENCE_ENDS = tuple("。．.!?！？…")
+MAX_WORDS = 5000  # a transcript sent back by a client: far more than 60 s of speech has
+MAX_TEXT = 20000
 
 
 @dataclass(frozen=True)
@@ -48,13 +50,21 @@ class Transcript:
     def from_dict(cls, data: dict) -> "Transcript":
         if not isinstance(data, dict):
             raise InvalidInput("A transcript must be a JSON object with text and words.")
+        raw_words = data.get("words") or []
+        if not isinstance(raw_words, list) or len(raw_words) > MAX_WORDS:
+            raise InvalidInput(f"A transcript can have at most {MAX_WORDS} words.")
         try:
-            words = [Word(float(w["start"]), float(w["end"]), str(w["text"]), float(w.get("probability", 1)))
-                     for w in data.get("words") or []]
-            return cls(str(data.get("text") or join_words(words)), str(data.get("language") or "Auto"),
-                       str(data.get("language_code") or ""), float(data.get("probability") or 0), words)
-        except (KeyError, TypeError, ValueError) as error:
+            words = [Word(float(w["start"]), float(w["end"]), str(w["text"])[:200], float(w.get("probability", 1)))
+                     for w in raw_words]
+            transcript = cls(str(data.get("text") or join_words(words))[:MAX_TEXT],
+                             str(data.get("language") or "Auto")[:40], str(data.get("language_code") or "")[:8],
+                             float(data.get("probability") or 0), words)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise InvalidInput("The transcript's words need start, end and text.") from error
+        if not all(np.isfinite([w.start, w.end]).all() and 0 <= w.start <= w.end for w in words) or any(
+                b.start < a.start for a, b in zip(words, words[1:])):
+            raise InvalidInput("The transcript's word times must be ordered, finite and not negative.")
+        return transcript
 
     def slice(self, start: float, end: float) -> "Transcript":
         """The words inside [start, end) with times relative to `start`: the text follows the trim."""
@@ -97,7 +107,13 @@ def _sentence_ends(words: list[Word], pause: float = 0.35) -> list[bool]:
 
 
 def suggest_span(transcript: Transcript, duration: float, shortest: float = 3.0, longest: float = 15.0) -> Span:
-    """A stretch of 3-15 s starting and ending at word boundaries, preferring whole sentences."""
+    """A stretch of 3-15 s starting and ending at word boundaries, preferring whole sentences.
+
+    Score of words i..j: 2 if it starts a sentence, 2 if it ends one, plus its length up to
+    10 s (/10). For each last word j, the best first word is the earliest one in the window of
+    lengths [shortest, longest], or the earliest sentence start in it; the window only moves
+    forward, so the search is linear in the number of words.
+    """
     words = transcript.words
     if not words:
         raise InvalidInput("Transcribe the clip first: the suggestion needs word timestamps.")
@@ -110,19 +126,31 @@ def suggest_span(transcript: Transcript, duration: float, shortest: float = 3.0,
         return start, end
 
     ends = _sentence_ends(words)
-    best, best_score = None, -1.0
-    for i in range(len(words)):
-        starts_sentence = i == 0 or ends[i - 1]
-        for j in range(i, len(words)):
-            start, end = bounds(i, j)
-            length = end - start
-            if length > longest:
-                break
-            if length < shortest:
+    starts = [i == 0 or ends[i - 1] for i in range(len(words))]
+    next_start = [len(words)] * (len(words) + 1)  # first sentence start at or after i
+    for i in range(len(words) - 1, -1, -1):
+        next_start[i] = i if starts[i] else next_start[i + 1]
+
+    def score(i: int, j: int) -> float:
+        start, end = bounds(i, j)
+        return 2.0 * starts[i] + 2.0 * ends[j] + min(end - start, 10.0) / 10.0
+
+    best, best_key = None, None
+    low = 0
+    for j in range(len(words)):
+        while low <= j and bounds(low, j)[1] - bounds(low, j)[0] > longest:
+            low += 1
+        if low > j:
+            continue
+        for i in {low, next_start[low]}:
+            if i > j:
                 continue
-            score = 2.0 * starts_sentence + 2.0 * ends[j] + min(length, 10.0) / 10.0
-            if score > best_score:
-                best, best_score = (i, j, start, end), score
+            start, end = bounds(i, j)
+            if not shortest <= end - start <= longest:
+                continue
+            key = (score(i, j), -i, -j)
+            if best_key is None or key > best_key:
+                best, best_key = (i, j, start, end), key
     if best is None:
         start, end = bounds(0, len(words) - 1)
         return Span(start, end, join_words(words), note=f"The speech is only {end - start:.1f} s long; "

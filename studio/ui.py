@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import threading
 
 import gradio as gr
 import numpy as np
@@ -33,6 +34,7 @@ MODE_CHOICES = [("ICL (audio + transcript)", "icl"), ("x-vector only (audio)", "
 INTERNAL_ERROR = "Something went wrong inside the studio; the details are in the server log."
 VOICE_COLUMNS = ["name", "language", "mode", "tags", "created"]
 REFERENCE_CHOICE = "Reference clip below"
+HEARTBEAT_SECONDS = 0.1  # how often a one-shot request may be stopped
 EMPTY_LIBRARY = "The library is empty. Save a voice below (from the Preview tab's reference) or import one."
 
 
@@ -126,11 +128,36 @@ class StudioUI:
     def synthesize(self, text, language="English", voice=None, reference=None, ref_text=None, mode="icl",
                    temperature=0.9, top_p=1.0, top_k=50, repetition_penalty=1.05, seed=-1, max_frames=0,
                    progress=gr.Progress(track_tqdm=True)):
-        """Speak `text` in a cloned voice (one shot). Returns a 24 kHz WAV and a summary."""
+        """Speak `text` in a cloned voice (one shot). Returns a 24 kHz WAV and a summary.
+
+        Generation runs in a worker while this generator yields no-op updates: Gradio can only stop a
+        request between items, so a cancel or a disconnect then ends generation within a frame.
+        """
         request = speak_request(text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
                                 repetition_penalty, seed, max_frames)
-        take = self.studio.synthesize(request, progress=progress_reporter(progress))
-        return to_gradio_audio(take.samples, take.rate), take.summary()
+        stop = threading.Event()
+        result: dict = {}
+
+        def run():
+            try:
+                result["take"] = self.studio.synthesize(request, should_stop=stop.is_set,
+                                                        progress=progress_reporter(progress))
+            except BaseException as error:  # noqa: BLE001 - re-raised below, in the request's thread
+                result["error"] = error
+
+        worker = threading.Thread(target=run, daemon=True, name="studio-one-shot")
+        worker.start()
+        try:
+            while worker.is_alive():
+                worker.join(HEARTBEAT_SECONDS)
+                if worker.is_alive():
+                    yield gr.skip(), gr.skip()
+        finally:
+            stop.set()  # closed early: generation stops at its next frame
+        if "error" in result:
+            raise result["error"]
+        take = result["take"]
+        yield to_gradio_audio(take.samples, take.rate), take.summary()
 
     def stream(self, text, language="English", voice=None, reference=None, ref_text=None, mode="icl",
                temperature=0.9, top_p=1.0, top_k=50, repetition_penalty=1.05, seed=-1, max_frames=0):
@@ -179,10 +206,7 @@ class StudioUI:
         The clip is stored as given, at 24 kHz mono: clean it first (Reference tab or
         /prepare_reference). `original` is the raw upload it came from, kept beside it.
         """
-        take = None
-        if preview is not None:
-            rate, samples = preview
-            take = audio.from_array(samples, rate, "The take", max_seconds=self.settings.max_request_seconds)
+        take = self.studio.take_clip(preview) if preview else None
         new = NewVoice(name=name, reference=reference, ref_text=ref_text, language=language, mode=mode or "icl",
                        notes=notes, tags=tags, preview=take, original=original)
         return self.studio.save_voice(new).summary()
@@ -385,7 +409,8 @@ class StudioUI:
         # stream). Without the waveform, every later Stream plays too (gradio issue #13807).
         p["player"] = gr.Audio(label="Live", streaming=True, autoplay=True, interactive=False, elem_id="player",
                                waveform_options=gr.WaveformOptions(show_recording_waveform=False))
-        p["take"] = gr.Audio(label="Take", type="numpy", format="wav", interactive=False, elem_id="take")
+        # A file path and no format: as an input (saving the take) Gradio would otherwise decode it itself, unbounded.
+        p["take"] = gr.Audio(label="Take", type="filepath", interactive=False, elem_id="take")
         p["summary"] = gr.Markdown(elem_id="take-summary")
         # The raw upload behind a reference cleaned on the Reference tab; a direct upload here clears it.
         p["original"] = gr.State(None)

@@ -58,7 +58,7 @@ def test_preview_streams_then_offers_the_take(page, ja_clips):
     page.get_by_role("button", name="Stream", exact=True).click()
     summary = page.locator("#take-summary")
     summary.get_by_text("first audio after").wait_for(timeout=60000)
-    assert "1.92 s of audio" in summary.inner_text()
+    expect(summary).to_contain_text("1.92 s of audio", timeout=30000)
     # The whole take is offered as a downloadable WAV.
     page.locator("#take audio, #take a[download]").first.wait_for(state="attached", timeout=30000)
 

@@ -141,9 +141,10 @@ def test_existing_voice_is_never_overwritten(library, saved, ja_clips):
 
 def test_rename_duplicate_delete_restore_and_default(library, saved):
     library.set_default("Sakura")
+    folder = library.get("Sakura").folder
     renamed = library.rename("Sakura", "Sakura Calm")
     assert library.default().name == "Sakura Calm"
-    assert library.find("Sakura") is None and renamed.folder == folder_for("Sakura Calm")
+    assert library.find("Sakura") is None and renamed.folder == folder  # one atomic manifest write, no move
     copy = library.duplicate("Sakura Calm", "Sakura Copy")
     assert {v.name for v in library.list()} == {"Sakura Calm", "Sakura Copy"}
     assert (library.root / copy.folder / "reference.wav").is_file()

@@ -26,6 +26,14 @@ def voice(studio, ja_clips):
     return saved.name
 
 
+def run_async(coroutine):
+    """asyncio.run on a thread of its own: Playwright's sync API may own this thread's event loop."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def ws_url(live_server):
     return live_server.replace("http://", "ws://") + "api/v1/speak"
 
@@ -83,7 +91,7 @@ def test_speak_several_utterances_in_order(live_server, voice):
             assert len(audio) == 2 * FRAMES * SAMPLES_PER_FRAME == 2 * done["samples"]
             assert np.abs(np.frombuffer(audio, "<i2")).max() > 100  # real audio
 
-    asyncio.run(scenario())
+    run_async(scenario())
 
 
 def test_pcm16_at_16khz_is_resampled_to_the_right_length(live_server, voice):
@@ -93,7 +101,7 @@ def test_pcm16_at_16khz_is_resampled_to_the_right_length(live_server, voice):
             await socket.send(json.dumps({"type": "speak", "text": "Sixteen kilohertz."}))
             return await utterance(socket)
 
-    audio, _, done = asyncio.run(scenario())
+    audio, _, done = run_async(scenario())
     samples = np.frombuffer(audio, "<i2")
     assert abs(len(samples) - FRAMES * SAMPLES_PER_FRAME * 16000 // 24000) <= 1
     assert done["samples"] == len(samples) and done["duration"] == pytest.approx(len(samples) / 16000, abs=1e-3)
@@ -106,7 +114,7 @@ def test_f32_in_binary_frames(live_server, voice):
             await socket.send(json.dumps({"type": "speak", "text": "Binary frames."}))
             return await utterance(socket)
 
-    audio, chunks, done = asyncio.run(scenario())
+    audio, chunks, done = run_async(scenario())
     samples = np.frombuffer(audio, "<f4")
     assert chunks == [] and len(samples) == FRAMES * SAMPLES_PER_FRAME == done["samples"]
     assert np.abs(samples).max() <= 1.0
@@ -122,7 +130,7 @@ def test_first_chunk_arrives_while_the_model_is_still_generating(live_server, vo
             await socket.send(json.dumps({"type": "cancel"}))
             return first, still_generating
 
-    first, still_generating = asyncio.run(scenario())
+    first, still_generating = run_async(scenario())
     assert first["type"] == "audio_chunk" and first["index"] == 0 and still_generating
     assert wait_until_idle()
 
@@ -143,7 +151,7 @@ def test_cancel_drops_the_utterance_in_progress_and_the_queue(live_server, voice
             audio, _, done = await utterance(socket)
             return first, message, idle, done
 
-    first, cancelled, idle, done = asyncio.run(scenario())
+    first, cancelled, idle, done = run_async(scenario())
     assert first["utterance"] == 1 and cancelled["utterances"] == [1, 2, 3]
     assert idle and done["utterance"] == 4
 
@@ -156,7 +164,7 @@ def test_closing_the_socket_mid_utterance_frees_the_engine(live_server, voice, s
         await receive(socket)
         await socket.close()
 
-    asyncio.run(scenario())
+    run_async(scenario())
     assert wait_until_idle(10)
     assert studio.engine.generation_lock.acquire()  # nobody holds the engine any more
     studio.engine.generation_lock.release()
@@ -176,7 +184,7 @@ def test_bad_messages_before_start_are_answered(live_server, voice, message, ans
             ready = await start(socket)  # still usable
             return reply, ready
 
-    reply, ready = asyncio.run(scenario())
+    reply, ready = run_async(scenario())
     assert reply["type"] == "error" and answer in reply["message"]
     assert ready["type"] == "ready"
 
@@ -197,7 +205,7 @@ def test_bad_start_messages_are_answered_and_the_session_survives(live_server, v
             ready = await start(socket)
             return reply, ready
 
-    reply, ready = asyncio.run(scenario())
+    reply, ready = run_async(scenario())
     assert reply["type"] == "error" and answer in reply["message"]
     assert ready["type"] == "ready"
 
@@ -217,7 +225,7 @@ def test_bad_speak_messages_are_answered(live_server, voice, studio):
             audio, _, done = await utterance(socket)
             return replies, done
 
-    replies, done = asyncio.run(scenario())
+    replies, done = run_async(scenario())
     assert [r["type"] for r in replies] == ["error"] * 4
     assert "needs \"text\"" in replies[0]["message"] and f"limit is {limit}" in replies[2]["message"]
     assert "already started" in replies[3]["message"]
@@ -237,7 +245,7 @@ def test_too_many_queued_utterances_are_refused(live_server, voice):
             await socket.send(json.dumps({"type": "cancel"}))
             return message
 
-    assert "limit is" in asyncio.run(scenario())["message"]
+    assert "limit is" in run_async(scenario())["message"]
     assert wait_until_idle()
 
 
@@ -254,7 +262,7 @@ def test_eight_concurrent_sessions_all_complete_in_order(live_server, voice):
     async def everyone():
         return await asyncio.gather(*(client(n) for n in range(8)))
 
-    results = asyncio.run(everyone())
+    results = run_async(everyone())
     expected = round(FRAMES * SAMPLES_PER_FRAME * 22050 / 24000)
     for sessions in results:
         assert [done["utterance"] for _, _, done in sessions] == [1, 2, 3]
@@ -371,7 +379,7 @@ def test_api_key_is_required_when_set(keyed_server, voice):
         async with websockets.connect(url, additional_headers={"Authorization": "Bearer s3cret-key"}) as socket:
             return await start(socket)
 
-    assert asyncio.run(sockets())["type"] == "ready"
+    assert run_async(sockets())["type"] == "ready"
 
 
 def test_auth_without_api_key_closes_the_speech_routes(settings):
