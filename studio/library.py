@@ -87,6 +87,7 @@ class Voice:
     original: str | None = None  # file name of the original upload, if kept
     preview: str | None = None
     prompts: list[str] = field(default_factory=list)  # model fingerprints with cached prompts
+    approved: dict = field(default_factory=dict)  # how the approved preview was made: seed, settings, text
     schema_version: int = SCHEMA_VERSION
 
     def manifest(self) -> dict:
@@ -107,7 +108,8 @@ class Voice:
     def summary(self) -> dict:
         return {"name": self.name, "language": self.language, "mode": self.mode, "tags": self.tags,
                 "notes": self.notes, "ref_text": self.ref_text, "created_at": self.created_at,
-                "has_preview": self.preview is not None, "has_reference": self.has_reference}
+                "has_preview": self.preview is not None, "has_reference": self.has_reference,
+                "approved": self.approved}
 
 
 def clean_name(name: str | None) -> str:
@@ -160,6 +162,17 @@ def clean_tags(tags) -> list[str]:
     if len(result) > MAX_TAGS:
         raise InvalidInput(f"A voice can have at most {MAX_TAGS} tags.")
     return result
+
+
+def _checked_approval(value) -> dict:
+    """The record of an approved preview: a small flat object of numbers and short strings."""
+    if value is None:
+        return {}
+    if (not isinstance(value, dict) or len(value) > 32 or len(json.dumps(value)) > 8192
+            or not all(isinstance(k, str) and isinstance(v, (str, int, float, bool, type(None)))
+                       for k, v in value.items())):
+        raise InvalidInput("The voice manifest has an invalid approval record.")
+    return value
 
 
 def now() -> str:
@@ -290,6 +303,7 @@ class Library:
             original=original,
             preview=preview,
             prompts=list(prompts),
+            approved=_checked_approval(data.get("approved")),
         )
 
     def voices(self) -> list[Voice]:
@@ -461,6 +475,19 @@ class Library:
             if other is not None and other.folder != voice.folder:
                 raise InvalidInput(f"A voice named {new_name!r} already exists.")
             voice.name = new_name
+            self._update(voice)
+        return voice
+
+    def approve(self, name: str, take: tuple[np.ndarray, int], details: dict) -> Voice:
+        """Keep a take as the voice's approved preview, with the seed and settings that made it.
+
+        The audio is written first: a kill before the manifest leaves the voice as it was.
+        """
+        details = _checked_approval(dict(details, approved_at=now()))
+        with self.lock():
+            voice = self.get(name)
+            write_atomic(self.path(voice) / PREVIEW, audio.to_wav_bytes(*take))
+            voice.preview, voice.approved = PREVIEW, details
             self._update(voice)
         return voice
 

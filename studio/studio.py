@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from . import archive, audio, streaming
 from .config import SAMPLE_RATE, SAMPLES_PER_FRAME, Settings
@@ -24,6 +24,7 @@ from .errors import InvalidInput, ModelUnavailable
 from .files import TempFiles
 from .languages import normalise_language
 from .library import Library, Voice, prompt_bytes
+from .quality import Scorer, Scores
 from .text import validate_text
 from .transcribe import Transcriber, Transcript, suggest_span
 
@@ -60,6 +61,50 @@ class NewVoice:
     original: str | Path | None = None  # the raw upload the reference was cleaned from
 
 
+MAX_COLUMNS = 4
+MAX_TAKES = 8
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a comparison: a library voice, or an uploaded reference; optionally in another mode."""
+
+    voice: str | None = None
+    reference: str | Path | None = None
+    ref_text: str | None = None
+    mode: str | None = None  # None: the voice's own mode (ICL for a reference)
+
+    def label(self) -> str:
+        name = self.voice or "Reference clip"
+        return f"{name} ({self.mode})" if self.mode else name
+
+
+@dataclass(frozen=True)
+class CompareRequest:
+    text: str
+    language: str = "English"
+    columns: tuple[Column, ...] = ()
+    seed: int = 0  # the same for every column; take k of a column uses seed + k
+    takes: int = 1  # per column, ranked by the combined score
+    sampling: Sampling = field(default_factory=Sampling)
+
+
+@dataclass
+class ScoredTake:
+    take: streaming.Take
+    scores: Scores
+
+
+@dataclass
+class ColumnResult:
+    column: Column
+    takes: list[ScoredTake]  # best first
+
+    @property
+    def best(self) -> ScoredTake:
+        return self.takes[0]
+
+
 @dataclass
 class CleanedReference:
     raw: audio.Clip  # the upload after trimming, before cleaning
@@ -93,6 +138,7 @@ class Studio:
                                           settings.max_reference_seconds)
         self.transcriber = transcriber or Transcriber(settings.whisper_model, settings.device)
         self.files = TempFiles()
+        self.scorer = Scorer(self.transcriber, settings.device)
         self.library.sweep()  # what a killed save left behind, and trash beyond its limit
 
     def status(self) -> str:
@@ -163,11 +209,17 @@ class Studio:
         return report
 
     # -- synthesis ---------------------------------------------------------------------------
-    def prompt_for(self, voice: str | None, reference=None, ref_text: str | None = None, mode: str = "icl"
-                   ) -> VoicePrompt:
-        """A library voice by name; else the uploaded reference; else the library's default voice."""
+    def prompt_for(self, voice: str | None, reference=None, ref_text: str | None = None, mode: str = "icl",
+                   voice_mode: str | None = None) -> VoicePrompt:
+        """A library voice by name; else the uploaded reference; else the library's default voice.
+
+        `voice_mode` hears a library voice in the other cloning mode (built from its reference).
+        """
         if voice and voice.strip():
-            return self.library.prompt(self.library.get(voice), self.engine)
+            saved = self.library.get(voice)
+            if voice_mode and voice_mode != saved.mode:
+                return self.engine.make_prompt(self.library.reference(saved), saved.ref_text, voice_mode)
+            return self.library.prompt(saved, self.engine)
         if reference:
             return self.engine.make_prompt(self.reference_clip(reference), ref_text, mode)
         default = self.library.default()
@@ -209,6 +261,112 @@ class Studio:
                ) -> streaming.Stream:
         """Chunks while the model generates; iterate it, then read `.take`."""
         return streaming.stream(self.engine, self.resolve(request, progress), heartbeat=heartbeat)
+
+    # -- quality -----------------------------------------------------------------------------
+    def score_take(self, take, reference=None, text: str = "", language: str = "Auto",
+                   progress: Progress | None = None) -> Scores:
+        """Scores for any take (a file or a clip), against an optional reference clip or file."""
+        text = validate_text(text, self.settings.max_text_chars)
+        clip = take if isinstance(take, audio.Clip) else self.take_clip(take)
+        ref = None
+        if reference is not None:
+            ref = reference if isinstance(reference, audio.Clip) else self.reference_clip(reference)
+        return self.scorer.score(clip, text, normalise_language(language), ref, progress=progress)
+
+    def _score(self, take: streaming.Take, text: str, language: str, reference: audio.Clip | None,
+               progress: Progress | None = None) -> Scores:
+        cut_off = any("length limit" in flag for flag in take.flags)
+        clip = audio.Clip(take.samples, take.rate, "take")
+        return self.scorer.score(clip, text, language, reference, cut_off=cut_off,
+                                 time_to_first_audio=round(take.time_to_first_audio, 3),
+                                 total_time=take.total_time, progress=progress)
+
+    def retry_flagged(self, request: SpeakRequest, take: streaming.Take, retries: int,
+                      should_stop: Callable[[], bool] | None = None) -> tuple[streaming.Take, list[str]]:
+        """Regenerate a flagged take (runaway, silent, cut off, unintelligible) with the next seed, up to `retries`.
+
+        Returns the take kept and what happened, one line per attempt.
+        """
+        if not 0 <= retries <= 5:
+            raise InvalidInput("Retries must be between 0 and 5.")
+        report = []
+        language = normalise_language(request.language)
+        for attempt in range(retries + 1):
+            scores = self._score(take, request.text, language, None)
+            problems = "; ".join(scores.flags) or f"error rate {scores.error_rate:.0%}"
+            if not scores.failed:
+                if attempt:
+                    report.append(f"Seed {take.seed}: passed.")
+                return take, report
+            if attempt == retries:
+                report.append(f"Seed {take.seed}: {problems}; no retries left.")
+                return take, report
+            report.append(f"Seed {take.seed}: {problems}; retrying with seed {take.seed + 1}.")
+            sampling = replace(request.sampling, seed=(take.seed + 1) % 2**32)
+            take = self.synthesize(replace(request, sampling=sampling), should_stop=should_stop)
+        return take, report
+
+    def compare_events(self, request: CompareRequest) -> Iterator[tuple]:
+        """Generate and score every column, yielding as it goes.
+
+        Events: ("chunk", column, take_number, samples) while a take streams, ("scored", column,
+        ScoredTake) after each take, and ("done", [ColumnResult, ...]) at the end. Every column is
+        checked (voice, reference, mode) before anything is generated.
+        """
+        text = validate_text(request.text, self.settings.max_text_chars)
+        language = normalise_language(request.language)
+        if not 1 <= len(request.columns) <= MAX_COLUMNS:
+            raise InvalidInput(f"Compare 1 to {MAX_COLUMNS} columns.")
+        if not 1 <= request.takes <= MAX_TAKES:
+            raise InvalidInput(f"Takes per column must be between 1 and {MAX_TAKES}.")
+        if not 0 <= request.seed < 2**32:
+            raise InvalidInput("Seed must be a whole number from 0 to 4294967295.")
+        request.sampling.validate()
+        self.engine.load()
+        prompts = [self._column_prompt(column) for column in request.columns]
+        references = [self._column_reference(column) for column in request.columns]
+        results = []
+        for index, (column, prompt, reference) in enumerate(zip(request.columns, prompts, references)):
+            scored = []
+            for number in range(request.takes):
+                sampling = replace(request.sampling, seed=(request.seed + number) % 2**32)
+                take_stream = streaming.stream(self.engine, SynthesisRequest(text, language, prompt, sampling))
+                for chunk in take_stream:
+                    yield "chunk", index, number, chunk.samples
+                take = ScoredTake(take_stream.take, self._score(take_stream.take, text, language, reference))
+                scored.append(take)
+                yield "scored", index, take
+            results.append(ColumnResult(column, sorted(scored, key=lambda t: t.scores.combined, reverse=True)))
+        yield "done", results
+
+    def compare(self, request: CompareRequest) -> list[ColumnResult]:
+        """Every column's takes, generated and scored, best first."""
+        for event in self.compare_events(request):
+            if event[0] == "done":
+                return event[1]
+        raise AssertionError("compare ended without a result")
+
+    def _column_prompt(self, column: Column) -> VoicePrompt:
+        if column.mode is not None and column.mode not in self.engine.capabilities.modes:
+            raise InvalidInput(f"Cloning mode must be one of {', '.join(self.engine.capabilities.modes)}.")
+        if column.voice:
+            return self.prompt_for(column.voice, voice_mode=column.mode)
+        if not column.reference:
+            raise InvalidInput("Each column needs a library voice or a reference clip.")
+        return self.prompt_for(None, column.reference, column.ref_text, column.mode or "icl")
+
+    def _column_reference(self, column: Column) -> audio.Clip | None:
+        if column.voice:
+            voice = self.library.get(column.voice)
+            return self.library.reference(voice) if self.library.reference_path(voice) else None
+        return self.reference_clip(column.reference)
+
+    def approve(self, voice: str | NewVoice, take, details: dict) -> Voice:
+        """Keep a take as a voice's approved preview with how it was made; an unsaved reference is saved first."""
+        clip = take if isinstance(take, audio.Clip) else self.take_clip(take)
+        if isinstance(voice, NewVoice):
+            voice = self.save_voice(voice).name
+        return self.library.approve(voice, (clip.samples, clip.rate), details)
 
     # -- library -----------------------------------------------------------------------------
     def list_voices(self, query: str | None = None) -> list[dict]:

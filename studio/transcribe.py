@@ -231,6 +231,16 @@ class Transcriber:
         name = name_for_code(detected) or detected
         return Transcript(join_words(words), name, detected, round(float(info.language_probability), 3), words)
 
+    def detect_language(self, clip: audio.Clip, progress=None) -> tuple[str, float]:
+        """The spoken language (Qwen name when it has one, else Whisper's code) and its probability."""
+        model = self.load(progress)
+        samples = audio.resample(clip, WHISPER_RATE).samples
+        if not len(samples) or audio.is_silent(clip):
+            raise InvalidInput("The clip is silent: there is no language to detect.")
+        with self._lock:
+            code, probability, _ = model.detect_language(np.ascontiguousarray(samples, dtype=np.float32))
+        return name_for_code(code) or code, float(probability)
+
 
 def language_code(language: str | None) -> str | None:
     """Whisper's code for a language name or ISO code in any case; None for Auto."""

