@@ -136,6 +136,7 @@ class ChunkPump:
 @dataclass
 class SessionOptions:
     voice: str | None
+    mode: str | None
     language: str
     sampling: Sampling
     rate: int
@@ -221,11 +222,17 @@ class SpeakSession:
             voice = (await asyncio.to_thread(library.get, voice)).name
         elif await asyncio.to_thread(library.default) is None:
             raise VoiceNotFound("The library has no default voice; name one with \"voice\".")
+        mode = message.get("mode")
+        if mode is not None and mode not in self.studio.engine.capabilities.modes:
+            raise InvalidInput(f"mode must be one of: {', '.join(self.studio.engine.capabilities.modes)}.")
+        if mode and not voice:
+            voice = (await asyncio.to_thread(library.default)).name
         binary = message.get("binary", False)
         if not isinstance(binary, bool):
             raise InvalidInput("binary must be true or false.")
         self.options = SessionOptions(
             voice=voice or None,
+            mode=mode,
             language=normalise_language(message.get("language") or "English"),
             sampling=sampling_from(message),
             rate=check_rate(message.get("sample_rate", 24000)),
@@ -278,7 +285,8 @@ class SpeakSession:
 
     async def _speak(self, utterance: Utterance) -> None:
         options = self.options
-        request = SpeakRequest(utterance.text, options.language, voice=options.voice, sampling=options.sampling)
+        request = SpeakRequest(utterance.text, options.language, voice=options.voice, sampling=options.sampling,
+                               voice_mode=options.mode)
         pump = utterance.pump = ChunkPump(lambda: self.studio.stream(request))
         resampler = Resampler(self.studio.engine.capabilities.sample_rate, options.rate)
         total, index = 0, 0

@@ -44,6 +44,7 @@ class SpeakRequest:
     ref_text: str | None = None  # ... with its transcript (ICL mode)
     mode: str = "icl"
     sampling: Sampling = field(default_factory=Sampling)
+    voice_mode: str | None = None  # hear a library voice in the other cloning mode
 
 
 @dataclass(frozen=True)
@@ -235,7 +236,9 @@ class Studio:
         if request.reference and not (request.voice or "").strip():
             check_ref_text(request.ref_text, request.mode, self.settings.max_ref_text_chars)
         self.engine.load(progress=progress)
-        prompt = self.prompt_for(request.voice, request.reference, request.ref_text, request.mode)
+        if request.voice_mode is not None and request.voice_mode not in self.engine.capabilities.modes:
+            raise InvalidInput(f"Cloning mode must be one of {', '.join(self.engine.capabilities.modes)}.")
+        prompt = self.prompt_for(request.voice, request.reference, request.ref_text, request.mode, request.voice_mode)
         return self.engine.check_request(SynthesisRequest(text, language, prompt, request.sampling))
 
     def synthesize(self, request: SpeakRequest, should_stop: Callable[[], bool] | None = None,

@@ -116,6 +116,12 @@ def column_from_text(value: str) -> Column:
     return Column(voice=name.strip(), mode=mode or None)
 
 
+def sampling_record(sampling: Sampling) -> dict:
+    """The settings that made a take, as recorded with an approved preview."""
+    return {"temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": sampling.top_k,
+            "repetition_penalty": sampling.repetition_penalty, "max_frames": sampling.max_frames or 0}
+
+
 def result_summary(result) -> dict:
     return {"column": result.column.label(),
             "takes": [dict(t.scores.to_dict(), seed=t.take.seed) for t in result.takes]}
@@ -615,7 +621,8 @@ class StudioUI:
                         update[base:base + 3] = [str(take_path), str(picture_path), column_markdown(result)]
                         state.append(dict(index=index, voice=result.column.voice, mode=result.column.mode,
                                           take=str(take_path), seed=best.take.seed, text=request.text,
-                                          language=request.language, takes=request.takes))
+                                          language=request.language, takes=request.takes,
+                                          **sampling_record(request.sampling)))
                     update[-2], update[-1] = score_table(event[1]), state
                 yield update
 
@@ -632,7 +639,7 @@ class StudioUI:
                 taken = next((s for s in state if s["index"] == index), None)
                 if taken is None:
                     raise InvalidInput("Run a comparison first; then approve the take you like.")
-                details = {k: taken[k] for k in ("seed", "text", "language", "takes")}
+                details = {k: v for k, v in taken.items() if k not in ("index", "voice", "take", "mode")}
                 details["mode"] = taken["mode"] or ""
                 if taken["voice"]:
                     voice = studio.approve(taken["voice"], taken["take"], details)

@@ -75,3 +75,4 @@ def test_browser_compares_two_columns_and_approves_a_take(browser, live_server, 
     page.close()
     approved = studio.library.get(voices[1])
     assert approved.preview == "preview.wav" and approved.approved["seed"] == 0
+    assert approved.approved["temperature"] == 0.9 and approved.approved["text"].startswith("Hello!")

@@ -94,6 +94,17 @@ def test_speak_several_utterances_in_order(live_server, voice):
     run_async(scenario())
 
 
+def test_a_voice_can_speak_in_the_other_cloning_mode(live_server, voice):
+    async def scenario():
+        async with websockets.connect(ws_url(live_server)) as socket:
+            await start(socket, voice=voice, mode="xvector")
+            await socket.send(json.dumps({"type": "speak", "text": "In the other mode."}))
+            return await utterance(socket)
+
+    audio, _, done = run_async(scenario())
+    assert done["samples"] == FRAMES * SAMPLES_PER_FRAME == len(audio) // 2
+
+
 def test_pcm16_at_16khz_is_resampled_to_the_right_length(live_server, voice):
     async def scenario():
         async with websockets.connect(ws_url(live_server)) as socket:
@@ -197,6 +208,7 @@ def test_bad_messages_before_start_are_answered(live_server, voice, message, ans
     ({"language": "Klingon"}, "not supported"),
     ({"temperature": 9}, "Temperature"),
     ({"binary": "yes"}, "binary must be"),
+    ({"mode": "magic"}, "mode must be one of"),
 ])
 def test_bad_start_messages_are_answered_and_the_session_survives(live_server, voice, options, answer):
     async def scenario():

@@ -73,7 +73,9 @@ def test_suggested_span_keeps_text_and_audio_aligned(transcriber, long_clip):
     assert kept.text == span.text
     # The audio cut to the span says what the cut text says.
     again = transcriber.transcribe(audio.trim(clip, span.start, span.end), "Japanese")
-    assert cer(again.text, span.text) <= 0.15
+    # Two whisper-base passes over different windows misread 図書館で借りました differently (up to 0.19 seen);
+    # a cut that lost or gained a whole sentence costs over 0.3.
+    assert cer(again.text, span.text) <= 0.25
     assert cer(span.text, full_text) > 0.2  # a real cut: some sentences were left out
 
 
