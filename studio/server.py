@@ -369,6 +369,13 @@ def add_routes(app, studio: Studio) -> None:
     """Add the WebSocket and the OpenAI-compatible routes to Gradio's FastAPI app."""
     settings = studio.settings
 
+    def denied(request: Request) -> JSONResponse | None:
+        try:
+            check_access(settings, request.headers.get("authorization"))
+        except AccessDenied as error:
+            return openai_error(401, str(error), "authentication_error")
+        return None
+
     @app.websocket("/api/v1/speak")
     async def speak(socket: WebSocket):
         try:
@@ -381,28 +388,22 @@ def add_routes(app, studio: Studio) -> None:
 
     @app.get("/v1/models")
     async def models(request: Request):
-        try:
-            check_access(settings, request.headers.get("authorization"))
-        except AccessDenied as error:
-            return openai_error(401, str(error), "authentication_error")
+        if (refusal := denied(request)) is not None:
+            return refusal
         return {"object": "list", "data": [{"id": settings.model, "object": "model", "owned_by": "voice-studio",
                                             "engine": studio.engine.name}]}
 
     @app.get("/v1/audio/voices")
     async def voices(request: Request):
-        try:
-            check_access(settings, request.headers.get("authorization"))
-        except AccessDenied as error:
-            return openai_error(401, str(error), "authentication_error")
+        if (refusal := denied(request)) is not None:
+            return refusal
         listed = await asyncio.to_thread(studio.list_voices)
         return {"object": "list", "data": [dict(v, id=v["name"], object="voice") for v in listed]}
 
     @app.post("/v1/audio/speech")
     async def speech(request: Request):
-        try:
-            check_access(settings, request.headers.get("authorization"))
-        except AccessDenied as error:
-            return openai_error(401, str(error), "authentication_error")
+        if (refusal := denied(request)) is not None:
+            return refusal
         raw = await request.body()
         if len(raw) > MAX_MESSAGE:
             return openai_error(413, f"The request body can be at most {MAX_MESSAGE} bytes.")
