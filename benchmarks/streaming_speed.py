@@ -33,7 +33,8 @@ def main() -> None:
     from studio.engine import Sampling, SynthesisRequest, create_engine
     from studio.streaming import ChunkPlan, stream
 
-    engine = create_engine(Settings(model=str(real_size_checkpoint(args.checkpoint)), device=args.device, dtype=args.dtype))
+    settings = Settings(model=str(real_size_checkpoint(args.checkpoint)), device=args.device, dtype=args.dtype)
+    engine = create_engine(settings)
     engine.load()
     prompt = engine.make_prompt(audio.load(FIXTURE), FIXTURE_TEXT, "icl")
     official = engine.model

@@ -234,7 +234,6 @@ class Engine:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self._model = None
         self._state: tuple | None = None  # (model, runtime, fingerprint), published together
         self._load_lock = threading.Lock()
         self.generation_lock = FairLock()

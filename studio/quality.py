@@ -164,10 +164,10 @@ class Scorer:
               progress=None) -> Scores:
         """Every measure of one take; `reference` enables similarity, `cut_off` says it hit its frame limit."""
         language = normalise_language(language)
-        scores = Scores(duration=round(take.duration, 3),
-                        speaking_rate=round(len(text.strip()) / max(take.duration, 1e-6), 2),
+        length = max(take.duration, 1e-6)
+        scores = Scores(duration=round(take.duration, 3), speaking_rate=round(len(text.strip()) / length, 2),
                         time_to_first_audio=time_to_first_audio,
-                        real_time_factor=None if total_time is None else round(total_time / max(take.duration, 1e-6), 3))
+                        real_time_factor=None if total_time is None else round(total_time / length, 3))
         scores.flags = signal_flags(take, text, language)
         if cut_off:
             scores.flags.append("cut off (hit the length limit)")

@@ -33,8 +33,8 @@ def library(tmp_path):
 def saved(library, engine, ja_clip):
     clip, text = ja_clip
     prompt = engine.make_prompt(clip, text, "icl")
-    voice = library.save("Sakura", clip, text, "Japanese", "icl", prompt=(prompt.fingerprint, prompt_bytes(prompt, engine)),
-                         notes="calm", tags="female, ja")
+    stored = (prompt.fingerprint, prompt_bytes(prompt, engine))
+    voice = library.save("Sakura", clip, text, "Japanese", "icl", prompt=stored, notes="calm", tags="female, ja")
     return voice, prompt
 
 

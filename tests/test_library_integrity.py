@@ -1,6 +1,5 @@
 """Library integrity: names, undo order, trash limits, leftovers, bounded manifests, and random kills."""
 
-import json
 import os
 import random
 import signal
@@ -14,7 +13,7 @@ import pytest
 
 from studio import audio
 from studio.errors import InvalidInput
-from studio.library import MAX_TRASH, Library, LibraryBusy, VoiceNotFound
+from studio.library import MAX_TRASH, Library, LibraryBusy
 
 ROOT = Path(__file__).resolve().parent.parent
 TONE = audio.Clip((0.3 * np.sin(np.linspace(0, 2 * np.pi * 220 * 2, 48000))).astype(np.float32), 24000, "tone.wav")

@@ -7,8 +7,8 @@ import pytest
 import soundfile as sf
 
 from studio import audio
-from studio.config import SAMPLES_PER_FRAME, Settings
-from studio.engine import Sampling, create_engine
+from studio.config import SAMPLES_PER_FRAME
+from studio.engine import Sampling
 from studio.errors import InvalidInput, StudioError
 from studio.studio import NewVoice, SpeakRequest, Studio
 from studio.transcribe import Transcript, Word
