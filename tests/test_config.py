@@ -76,3 +76,16 @@ def test_help_describes_auto_dtype_as_it_behaves(capsys):
     with pytest.raises(SystemExit):
         Settings.from_args(["--help"], env={})
     assert "natively" in capsys.readouterr().out
+
+
+def test_app_refuses_to_expose_the_studio_without_auth(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([sys.executable, str(root / "app.py"), "--host", "0.0.0.0"], capture_output=True,
+                            text=True, timeout=120, cwd=tmp_path, env={**os.environ, "STUDIO_SHARE": "0"})
+    assert result.returncode == 2
+    assert "refusing to start" in result.stderr and "--allow-anonymous" in result.stderr
+    assert "raw original recordings" in result.stderr and "Traceback" not in result.stderr
