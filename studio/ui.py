@@ -140,6 +140,11 @@ def score_table(results) -> str:
         star = pick(known) if pick and len(known) > 1 else None
         cells = ["–" if v is None else (f"**{v:.3g} ★**" if v == star else f"{v:.3g}") for v in values]
         lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    similarities = [b["similarity"] for b in best if b["similarity"] is not None]
+    if len(similarities) > 1:
+        top = max(similarities)
+        lines.insert(2, "| Similarity vs the best column | " + " | ".join(
+            "–" if b["similarity"] is None else f"{b['similarity'] - top:+.3f}" for b in best) + " |")
     lines.append("| Flags | " + " | ".join(", ".join(b["flags"]) or "none" for b in best) + " |")
     return "\n".join(lines)
 

@@ -68,6 +68,7 @@ def test_browser_compares_two_columns_and_approves_a_take(browser, live_server, 
     page.locator("#compare-run").click()
     expect(page.locator("#compare-table")).to_contain_text("Speaker similarity", timeout=180000)
     expect(page.locator("#compare-table")).to_contain_text("★")
+    expect(page.locator("#compare-table")).to_contain_text("Similarity vs the best column")
     expect(page.locator("#compare-scores-1")).to_contain_text("combined")
     page.screenshot(path=str(studio.files.root / "compare.png"), full_page=True)
     page.locator("#compare-approve-1").click()
