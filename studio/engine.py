@@ -25,7 +25,7 @@ import numpy as np
 
 from . import audio
 from .config import FRAME_RATE, SAMPLE_RATE, Settings
-from .errors import InvalidInput, ModelUnavailable
+from .errors import Cancelled, InvalidInput, ModelUnavailable
 from .languages import LANGUAGES, normalise_language
 from .text import validate_text
 
@@ -362,8 +362,6 @@ class Engine:
         `should_stop` is asked between frames, so a cancelled request ends within a frame.
         """
         import torch
-
-        from .errors import Cancelled
 
         request = self.check_request(request)
         frames: list = []

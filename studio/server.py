@@ -343,7 +343,7 @@ def openai_error(status: int, message: str, kind: str = "invalid_request_error",
                         status_code=status)
 
 
-def speech_request(studio: Studio, body: dict) -> tuple[SpeakRequest, str]:
+def speech_request(body: dict) -> tuple[SpeakRequest, str]:
     """An OpenAI `/v1/audio/speech` body as a core request, and the response format."""
     text = body.get("input")
     if not isinstance(text, str) or not text.strip():
@@ -414,7 +414,7 @@ def add_routes(app, studio: Studio) -> None:
         except (ValueError, RecursionError):
             return openai_error(400, "The request body must be a JSON object.")
         try:
-            request_, response_format = speech_request(studio, body)
+            request_, response_format = speech_request(body)
             stream = await asyncio.to_thread(studio.stream, request_)
         except VoiceNotFound as error:
             return openai_error(404, str(error), param="voice", code="voice_not_found")

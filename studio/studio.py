@@ -216,6 +216,9 @@ class Studio:
 
         `voice_mode` hears a library voice in the other cloning mode (built from its reference).
         """
+        modes = self.engine.capabilities.modes
+        if voice_mode is not None and voice_mode not in modes:
+            raise InvalidInput(f"Cloning mode must be one of {', '.join(modes)}.")
         if voice and voice.strip():
             saved = self.library.get(voice)
             if voice_mode and voice_mode != saved.mode:
@@ -236,8 +239,6 @@ class Studio:
         if request.reference and not (request.voice or "").strip():
             check_ref_text(request.ref_text, request.mode, self.settings.max_ref_text_chars)
         self.engine.load(progress=progress)
-        if request.voice_mode is not None and request.voice_mode not in self.engine.capabilities.modes:
-            raise InvalidInput(f"Cloning mode must be one of {', '.join(self.engine.capabilities.modes)}.")
         prompt = self.prompt_for(request.voice, request.reference, request.ref_text, request.mode, request.voice_mode)
         return self.engine.check_request(SynthesisRequest(text, language, prompt, request.sampling))
 
@@ -292,6 +293,8 @@ class Studio:
         """
         if not 0 <= retries <= 5:
             raise InvalidInput("Retries must be between 0 and 5.")
+        if retries == 0:
+            return take, []  # nothing to retry: no scoring, no Whisper
         report = []
         language = normalise_language(request.language)
         for attempt in range(retries + 1):
@@ -350,8 +353,6 @@ class Studio:
         raise AssertionError("compare ended without a result")
 
     def _column_prompt(self, column: Column) -> VoicePrompt:
-        if column.mode is not None and column.mode not in self.engine.capabilities.modes:
-            raise InvalidInput(f"Cloning mode must be one of {', '.join(self.engine.capabilities.modes)}.")
         if column.voice:
             return self.prompt_for(column.voice, voice_mode=column.mode)
         if not column.reference:

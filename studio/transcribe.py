@@ -217,11 +217,7 @@ class Transcriber:
         samples = audio.resample(clip, WHISPER_RATE).samples
         if not len(samples) or audio.is_silent(clip):
             raise InvalidInput("The clip is silent: there is nothing to transcribe.")
-        import ctranslate2
-
         with self._lock:
-            # Whisper falls back to sampling on hard passages; a fixed seed gives the same clip the same text.
-            ctranslate2.set_random_seed(0)
             segments, info = model.transcribe(np.ascontiguousarray(samples, dtype=np.float32), language=code,
                                               word_timestamps=True, beam_size=5, vad_filter=False,
                                               condition_on_previous_text=False)

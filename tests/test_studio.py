@@ -213,3 +213,13 @@ def test_flagged_takes_are_retried_with_the_next_seed(studio, ja_clips):
     assert "retrying with seed 11" in report[0] and "no retries left" in report[2]
     with pytest.raises(InvalidInput, match="Retries"):
         studio.retry_flagged(request, take, retries=9)
+
+
+def test_no_retries_means_no_scoring(settings, engine, ja_clips, tmp_path):
+    """A plain synthesis never loads Whisper or the speaker encoder (here Whisper could not even load)."""
+    studio = Studio(settings.replace(whisper_model=str(tmp_path / "no-whisper"), voices_dir=tmp_path / "v"), engine)
+    request = SpeakRequest("Hello.", "en", reference=ja_clips[0]["path"], ref_text=ja_clips[0]["text"],
+                           sampling=Sampling(seed=1, max_frames=3))
+    take = studio.synthesize(request)
+    assert studio.retry_flagged(request, take, retries=0) == (take, [])
+    assert not studio.transcriber.loaded and not studio.scorer.loaded
