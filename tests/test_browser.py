@@ -17,7 +17,7 @@ def page(browser, live_server):
 
 def test_page_shows_the_four_tabs(page):
     for name in ("Reference", "Preview", "Compare", "Library"):
-        assert page.get_by_role("tab", name=name).is_visible()
+        expect(page.get_by_role("tab", name=name)).to_be_visible(timeout=30000)
 
 
 def test_page_serves_without_loading_a_model(settings, browser):
