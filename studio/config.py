@@ -24,6 +24,7 @@ DEFAULT_MODEL = "Qwen/Qwen3-TTS-12Hz-0.6B-Base"
 DEVICES = ("auto", "cuda", "cpu", "mps")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 ATTENTIONS = ("auto", "flash_attention_2", "sdpa", "eager")
+QUANTIZE = ("none", "int8")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -33,6 +34,7 @@ class Settings:
     device: str = "auto"
     dtype: str = "auto"
     attn: str = "auto"
+    quantize: str = "none"  # int8: weight-only int8 talker and code predictor (CPU, experimental)
     voices_dir: Path = Path("voices")
     whisper_model: str = "auto"
     host: str = "127.0.0.1"
@@ -126,6 +128,9 @@ def _parser() -> argparse.ArgumentParser:
                         "runs it natively (AMX or AVX-512 BF16), else float32; float32 on MPS")
     p.add_argument("--attn", default=d.attn, choices=ATTENTIONS,
                    help="auto: flash_attention_2 when importable on CUDA, else sdpa")
+    p.add_argument("--quantize", default=d.quantize, choices=QUANTIZE,
+                   help="int8: weight-only int8 talker and code predictor on the CPU, about twice as fast per "
+                        "frame (experimental: quality on the released weights is unmeasured)")
     p.add_argument("--voices-dir", default=str(d.voices_dir), help="voice library folder")
     p.add_argument("--whisper-model", default=d.whisper_model,
                    help="faster-whisper model name or local directory (auto: large-v3-turbo on CUDA, small on CPU)")

@@ -3,9 +3,10 @@
 An engine loads its model lazily (once, behind a lock), turns a reference clip
 into a reusable `VoicePrompt`, serialises prompts as plain tensors (validated on
 the way back in), and generates codec frames one at a time through
-`generate_frames`, which both one-shot synthesis and streaming use, so the two
-give the same audio. Only an engine's own module imports its model package;
-`create_engine` picks the module by name.
+`generate_takes` (a batch of takes, each with its own random generator), which
+both one-shot synthesis and streaming use, so the two give the same audio. Only
+an engine's own module imports its model package; `create_engine` picks the
+module by name.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ MODES = ("icl", "xvector")
 HARD_FRAME_CAP = 4096  # about 5.5 minutes of audio in one sentence
 ENGINES = {"qwen": "studio.qwen:QwenEngine"}
 PROMPT_CACHE_SIZE = 16
+MAX_TAKES = 8
 
 
 class StopGeneration(Exception):
@@ -226,7 +228,7 @@ class Engine:
     """Base of every engine: lazy loading, prompt cache, request checks, one generation at a time.
 
     Subclasses implement `_load`, `_encode_prompt`, `prompt_to_tensors`,
-    `prompt_from_tensors`, `generate_frames`, `decoder` and `decode`.
+    `prompt_from_tensors`, `generate_takes`, `decoder` and `decode`.
     """
 
     name = "engine"
@@ -333,20 +335,35 @@ class Engine:
             raise InvalidInput("This voice prompt was made by a different model; rebuild it from its reference.")
         return SynthesisRequest(text, language, request.prompt, request.sampling)
 
-    def seed_generators(self, sampling: Sampling) -> int:
-        """Seed torch's generators; returns the seed so a take can be reproduced."""
+    def choose_seed(self, sampling: Sampling) -> int:
+        """The take's seed: the asked one, else a fresh one that is reported back so the take can be redone."""
+        return sampling.seed if sampling.seed is not None else random.randrange(2**32)
+
+    def generators(self, seeds: list[int]) -> list:
+        """One random generator per take; a take draws only from its own, so its seed alone decides it."""
         import torch
 
-        seed = sampling.seed if sampling.seed is not None else random.randrange(2**32)
-        torch.manual_seed(seed)
-        return seed
+        return [torch.Generator().manual_seed(seed) for seed in seeds]
 
-    def generate_frames(self, request: SynthesisRequest, text: str, on_frame: Callable, limit: int) -> None:
-        """Generate `text` frame by frame, calling `on_frame(codes)` for each; caller holds generation_lock.
+    def generate_takes(self, request: SynthesisRequest, text: str, on_frames: Callable, limit: int,
+                       generators: list) -> None:
+        """Generate `text` for len(generators) takes at once, calling `on_frames(codes, alive)` per frame.
 
-        `on_frame` may raise `StopGeneration` to end generation between frames.
+        `codes` is [takes, ...] and `alive` [takes] says which takes are still speaking; a
+        take that has ended stays ended. Caller holds generation_lock. `on_frames` may raise
+        `StopGeneration` to end generation between frames.
         """
         raise NotImplementedError
+
+    def generate_frames(self, request: SynthesisRequest, text: str, on_frame: Callable, limit: int,
+                        generator) -> None:
+        """One take of `text`, frame by frame: `on_frame(codes)`."""
+
+        def first(codes, alive):
+            if bool(alive[0]):
+                on_frame(codes[0])
+
+        self.generate_takes(request, text, first, limit, [generator])
 
     def decoder(self, prompt: VoicePrompt):
         """An incremental decoder: `push(codes) -> samples`, equal to the one-shot `decode`."""
@@ -357,35 +374,43 @@ class Engine:
 
     def synthesize(self, request: SynthesisRequest, should_stop: Callable[[], bool] | None = None
                    ) -> tuple[np.ndarray, int]:
-        """Generate the whole take, then decode it (no streaming). Returns (samples, seed).
+        """Generate the whole take, then decode it (no streaming). Returns (samples, seed)."""
+        return self.synthesize_takes(request, 1, should_stop)[0]
+
+    def synthesize_takes(self, request: SynthesisRequest, takes: int = 1,
+                         should_stop: Callable[[], bool] | None = None) -> list[tuple[np.ndarray, int]]:
+        """`takes` takes of one request in one batch, with seeds seed, seed+1, ...; [(samples, seed)].
 
         `should_stop` is asked between frames, so a cancelled request ends within a frame.
         """
         import torch
 
+        if not 1 <= takes <= MAX_TAKES:
+            raise InvalidInput(f"Takes must be between 1 and {MAX_TAKES}.")
         request = self.check_request(request)
-        frames: list = []
+        frames: list[list] = [[] for _ in range(takes)]
         stopped = []
 
-        def keep(codes):
+        def keep(codes, alive):
             if should_stop is not None and should_stop():
                 stopped.append(True)
                 raise StopGeneration
-            frames.append(codes)
+            for slot in range(takes):
+                if bool(alive[slot]):
+                    frames[slot].append(codes[slot])
 
         limit = request.sampling.max_frames or frame_budget(request.text)
+        first = self.choose_seed(request.sampling)
+        seeds = [(first + slot) % 2**32 for slot in range(takes)]
         with self.generation_lock, torch.inference_mode():
-            seed = self.seed_generators(request.sampling)
             try:
-                self.generate_frames(request, request.text, keep, limit)
+                self.generate_takes(request, request.text, keep, limit, self.generators(seeds))
             except StopGeneration:
                 pass
             if stopped:
                 raise Cancelled("Generation was stopped.")
-            if not frames:
-                return np.zeros(0, np.float32), seed
-            samples = self.decode(torch.stack(frames), request.prompt)
-        return samples, seed
+            return [(self.decode(torch.stack(kept), request.prompt) if kept else np.zeros(0, np.float32), seed)
+                    for kept, seed in zip(frames, seeds)]
 
 
 def check_ref_text(ref_text: str | None, mode: str, max_chars: int) -> str:

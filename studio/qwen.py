@@ -3,9 +3,9 @@
 `QwenEngine` wraps qwen-tts' `Qwen3TTSModel`: it loads the checkpoint lazily,
 builds voice prompts with `create_voice_clone_prompt`, validates stored and
 imported prompt tensors against the loaded model, and generates frames with the
-model's own `generate()`. That `generate()` has no streaming and drops unknown
-keyword arguments, so a forward hook on the talker hands each finished frame
-(all 16 code groups) to the caller as it is made.
+frame loop in `qwen_talker` (static caches, fused projections, a batch of takes
+with a random generator each). qwen-tts' own nested `generate()` stays available
+as `official_frames`, the reference the tests and benchmarks hold our loop to.
 """
 
 from __future__ import annotations
@@ -17,13 +17,15 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
 from . import audio
 from .config import SAMPLES_PER_FRAME, SAMPLE_RATE
-from .engine import (MODES, Capabilities, Engine, SynthesisRequest, VoicePrompt, check_ref_text, choose_runtime,
-                     first_line, model_fingerprint)
+from .engine import (MODES, Capabilities, Engine, Sampling, SynthesisRequest, VoicePrompt, check_ref_text,
+                     choose_runtime, first_line, model_fingerprint)
 from .errors import InvalidInput, ModelUnavailable
 from .languages import LANGUAGES
+from .qwen_talker import Picking, Prefill, Talker
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +66,12 @@ class QwenEngine(Engine):
             raise ModelUnavailable(f"{name} is a {model.model.tts_model_type} model; voice cloning needs a Base "
                                    "model such as Qwen/Qwen3-TTS-12Hz-0.6B-Base.")
         model.model.eval()
+        if self.settings.quantize != "none" and runtime.device != "cpu":
+            raise ModelUnavailable("--quantize int8 runs on the CPU only; leave it off on a GPU.")
+        talker = Talker(model.model, self.settings.quantize)
         directory = source if Path(source).is_dir() else _snapshot_dir(model)
         fingerprint = model_fingerprint(directory) if directory else hashlib.sha256(name.encode()).hexdigest()[:16]
-        return model, runtime, fingerprint
+        return model, runtime, fingerprint, talker
 
     def languages(self) -> tuple[str, ...]:
         if not self.loaded:
@@ -168,6 +173,82 @@ class QwenEngine(Engine):
         return code.long()
 
     # -- generation --------------------------------------------------------------------------
+    @property
+    def talker(self):
+        """Our frame loop over the loaded weights (built with the model; see `qwen_talker`)."""
+        self.load()
+        return self._state[3]
+
+    def prefill(self, request: SynthesisRequest, text: str) -> Prefill:
+        """The talker's prompt for `text`, built as qwen-tts' `generate` builds it (voice cloning, streaming text)."""
+        model = self.model
+        inner = model.model
+        talker = inner.talker
+        config, codes = inner.config, inner.config.talker_config
+        device = model.device
+        prompt = request.prompt
+
+        def ids(values) -> torch.Tensor:
+            return torch.tensor([values], device=device, dtype=torch.long)
+
+        def text_embeds(token_ids):
+            return talker.text_projection(talker.get_text_embeddings()(token_ids))
+
+        codec = talker.get_input_embeddings()
+        text_ids = model._tokenize_texts([model._build_assistant_text(text)])[0]
+        bos, eos, pad = text_embeds(ids([config.tts_bos_token_id, config.tts_eos_token_id,
+                                         config.tts_pad_token_id])).chunk(3, dim=1)
+        language = request.language.lower()
+        if language == "auto":
+            tags = [codes.codec_nothink_id, codes.codec_think_bos_id, codes.codec_think_eos_id]
+        else:
+            tags = [codes.codec_think_id, codes.codec_think_bos_id, codes.codec_language_id[language],
+                    codes.codec_think_eos_id]
+        speaker = prompt.tensors[SPEAKER_EMBEDDING].to(device=device, dtype=talker.dtype).view(1, 1, -1)
+        codec_prefix = torch.cat([codec(ids(tags)), speaker, codec(ids([codes.codec_pad_id, codes.codec_bos_id]))],
+                                 dim=1)
+        role = text_embeds(text_ids[:, :3])
+        body = torch.cat((pad.expand(-1, codec_prefix.shape[1] - 2, -1), bos), dim=1) + codec_prefix[:, :-1]
+        embeds = torch.cat((role, body), dim=1)
+        reference = prompt.tensor(REF_CODE)
+        if prompt.mode == "icl" and reference is not None:
+            ref_ids = model._tokenize_texts([model._build_ref_text(prompt.ref_text)])[0]
+            spoken = torch.cat([text_embeds(torch.cat([ref_ids[:, 3:-2], text_ids[:, 3:-5]], dim=-1)), eos], dim=1)
+            reference = reference.to(device)
+            groups = [codec(reference[:, :1])]
+            groups += [talker.code_predictor.get_input_embeddings()[g - 1](reference[:, g:g + 1])
+                       for g in range(1, codes.num_code_groups)]
+            heard = torch.cat(groups, dim=1).sum(1).unsqueeze(0)
+            heard = torch.cat([codec(ids([codes.codec_bos_id])), heard], dim=1)
+            if spoken.shape[1] > heard.shape[1]:
+                icl, trailing = spoken[:, :heard.shape[1]] + heard, spoken[:, heard.shape[1]:]
+            else:
+                padded = torch.cat([spoken] + [pad] * (heard.shape[1] - spoken.shape[1]), dim=1)
+                icl, trailing = padded + heard, pad
+            embeds = torch.cat([embeds, icl], dim=1)
+        else:
+            embeds = torch.cat([embeds, text_embeds(text_ids[:, 3:4]) + codec_prefix[:, -1:]], dim=1)
+            trailing = torch.cat((text_embeds(text_ids[:, 4:-5]), eos), dim=1)
+        return Prefill(embeds, trailing, pad)
+
+    def pickings(self, sampling: Sampling) -> tuple[Picking, Picking]:
+        """(talker, code predictor) picking, as the studio passes its sampling settings to qwen-tts."""
+        talker = Picking(sampling.temperature, sampling.top_k, sampling.top_p, sampling.repetition_penalty)
+        return talker, Picking(sampling.temperature, sampling.top_k, sampling.top_p, 1.0)
+
+    def generators(self, seeds: list[int]) -> list:
+        device = self.model.device
+        return [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
+
+    def generate_takes(self, request: SynthesisRequest, text: str, on_frames: Callable, limit: int,
+                       generators: list) -> None:
+        """Frames for len(generators) takes at once through our own loop: `on_frames(codes [b, 16], alive [b])`."""
+        talker_picking, predictor_picking = self.pickings(request.sampling)
+        prefill = self.prefill(request, text)
+        for codes, alive in self.talker.frames(prefill, talker_picking, predictor_picking, generators, limit):
+            on_frames(codes, alive)
+
+    # -- the official path, kept as the reference for tests and benchmarks ------------------------
     def generate_kwargs(self, request: SynthesisRequest, text: str, limit: int) -> dict:
         """Arguments for `Qwen3TTSForConditionalGeneration.generate`, as `generate_voice_clone` builds them."""
         model = self.model
@@ -195,7 +276,8 @@ class QwenEngine(Engine):
         return dict(input_ids=input_ids, ref_ids=ref_ids, voice_clone_prompt=item_prompt,
                     languages=[request.language], non_streaming_mode=False, **sampling)
 
-    def generate_frames(self, request: SynthesisRequest, text: str, on_frame: Callable, limit: int) -> None:
+    def official_frames(self, request: SynthesisRequest, text: str, on_frame: Callable, limit: int) -> None:
+        """Frames from qwen-tts' own nested `generate()` (a forward hook hands each one over); global RNG."""
         inner = self.model.model
         eos = inner.config.talker_config.codec_eos_token_id
 

@@ -113,13 +113,14 @@ class Stream:
         lock.acquire()
         try:
             self._deadline = time.monotonic() + self._wall_limit
-            seed = self.engine.seed_generators(self.request.sampling)
+            seed = self.engine.choose_seed(self.request.sampling)
+            generator = self.engine.generators([seed])[0]  # shared by the sentences, in order
             for number, sentence in enumerate(self.sentences):
                 last = number == len(self.sentences) - 1
                 if self._frames_left <= 0 or time.monotonic() >= self._deadline:
                     flags.append(self._budget_flag(number))
                     break
-                for piece in self._sentence(sentence, fade_in=number > 0, fade_out=not last):
+                for piece in self._sentence(sentence, generator, fade_in=number > 0, fade_out=not last):
                     if piece is None:
                         yield None
                         continue
@@ -157,7 +158,7 @@ class Stream:
                 f"{self._wall_limit:.0f} s of generation) at sentence {sentence + 1} of {len(self.sentences)}; "
                 "the rest was not spoken. Split the text into several requests.")
 
-    def _sentence(self, text: str, fade_in: bool, fade_out: bool):
+    def _sentence(self, text: str, generator, fade_in: bool, fade_out: bool):
         """Yield (samples, frames, limit_hit) for one sentence, or None per frame as a heartbeat.
 
         Generation and decoding both run in one worker thread (decoding inside the
@@ -196,7 +197,7 @@ class Stream:
             try:
                 with torch.inference_mode():
                     try:
-                        engine.generate_frames(self.request, text, on_frame, limit)
+                        engine.generate_frames(self.request, text, on_frame, limit, generator)
                     except StopGeneration:
                         pass
                     if pending and not halt.is_set() and not self._stop.is_set():

@@ -19,7 +19,8 @@ from typing import Callable, Iterator
 
 from . import archive, audio, streaming
 from .config import SAMPLE_RATE, SAMPLES_PER_FRAME, Settings
-from .engine import Engine, Sampling, SynthesisRequest, VoicePrompt, check_ref_text, create_engine, frame_budget
+from .engine import (MAX_TAKES, Engine, Sampling, SynthesisRequest, VoicePrompt, check_ref_text, create_engine,
+                     frame_budget)
 from .errors import InvalidInput, ModelUnavailable
 from .files import TempFiles
 from .languages import normalise_language
@@ -63,7 +64,6 @@ class NewVoice:
 
 
 MAX_COLUMNS = 4
-MAX_TAKES = 8
 
 
 @dataclass(frozen=True)
@@ -245,6 +245,13 @@ class Studio:
     def synthesize(self, request: SpeakRequest, should_stop: Callable[[], bool] | None = None,
                    progress: Progress | None = None) -> streaming.Take:
         """The whole take in one go; `should_stop` is asked between frames (Stop, a disconnect, the budget)."""
+        return self.synthesize_takes(request, 1, should_stop, progress)[0]
+
+    def synthesize_takes(self, request: SpeakRequest, takes: int, should_stop: Callable[[], bool] | None = None,
+                         progress: Progress | None = None) -> list[streaming.Take]:
+        """`takes` takes of one line in one batch (seeds seed, seed+1, ...), to pick from; about the cost of one."""
+        if not isinstance(takes, int) or not 1 <= takes <= MAX_TAKES:
+            raise InvalidInput(f"Takes must be a whole number from 1 to {MAX_TAKES}.")
         started = time.perf_counter()
         resolved = self.resolve(request, progress)
         deadline = time.monotonic() + self.settings.max_generation_seconds
@@ -252,14 +259,17 @@ class Studio:
         def stop() -> bool:
             return time.monotonic() >= deadline or (should_stop is not None and should_stop())
 
-        samples, seed = self.engine.synthesize(resolved, should_stop=stop)
+        results = self.engine.synthesize_takes(resolved, takes, should_stop=stop)
         total = time.perf_counter() - started
-        frames = len(samples) // SAMPLES_PER_FRAME
         limit = resolved.sampling.max_frames or frame_budget(resolved.text)
-        flags = ["The take hit the length limit and may be cut off."] if frames >= limit else []
-        if time.monotonic() >= deadline:
-            flags.append("The take reached the generation time budget and was cut off.")
-        return streaming.Take(samples, SAMPLE_RATE, seed, frames, total, total, 1, flags)
+        out = []
+        for samples, seed in results:
+            frames = len(samples) // SAMPLES_PER_FRAME
+            flags = ["The take hit the length limit and may be cut off."] if frames >= limit else []
+            if time.monotonic() >= deadline:
+                flags.append("The take reached the generation time budget and was cut off.")
+            out.append(streaming.Take(samples, SAMPLE_RATE, seed, frames, total, total, 1, flags))
+        return out
 
     def stream(self, request: SpeakRequest, heartbeat: bool = False, progress: Progress | None = None
                ) -> streaming.Stream:

@@ -1,0 +1,171 @@
+"""Our frame loop (`studio/qwen_talker.py`) held to qwen-tts' own nested `generate()` on a tiny checkpoint.
+
+The official path stays the reference: teacher-forced logits within 1e-4 and greedy
+codes identical in float32, for both cloning modes and texts that end by
+end-of-speech or hit the frame limit.
+"""
+
+import pytest
+import torch
+
+from studio.config import Settings
+from studio.engine import Sampling, SynthesisRequest, create_engine
+from studio.errors import InvalidInput
+
+TEXTS = ["Hello there, how are you doing today?", "Hi.", "今日はいい天気ですね。"]
+LANGUAGES = ["English", "English", "Japanese"]
+
+
+@pytest.fixture(scope="module")
+def ending_engine(tiny_checkpoint):
+    """The tiny checkpoint with end-of-speech made likelier (its talker head row doubled), so takes end on
+    their own: greedy after 16 frames, sampled takes at different frames."""
+    engine = create_engine(Settings(model=str(tiny_checkpoint), device="cpu", dtype="float32"))
+    inner = engine.model.model
+    eos = inner.config.talker_config.codec_eos_token_id
+    with torch.no_grad():
+        inner.talker.codec_head.weight[eos] *= 2  # our loop reads the same tensor
+    return engine
+
+
+def official_codes(engine, request, limit):
+    frames = []
+    torch.manual_seed(0)
+    with torch.inference_mode():
+        engine.official_frames(request, request.text, frames.append, limit)
+    return torch.stack(frames)
+
+
+def our_codes(engine, request, limit, seed=0):
+    frames = []
+    with torch.inference_mode():
+        engine.generate_frames(request, request.text, frames.append, limit, engine.generators([seed])[0])
+    return torch.stack(frames)
+
+
+def greedy(engine, prompt, text, language, limit):
+    return engine.check_request(SynthesisRequest(text, language, prompt, Sampling(temperature=0, max_frames=limit)))
+
+
+@pytest.mark.parametrize("mode", ["icl", "xvector"])
+def test_greedy_codes_equal_the_official_path(engine, ja_clip, mode):
+    clip, ref_text = ja_clip
+    prompt = engine.make_prompt(clip, ref_text, mode)
+    for text, language in zip(TEXTS, LANGUAGES):
+        request = greedy(engine, prompt, text, language, 24)
+        expected = official_codes(engine, request, 24)
+        assert len(expected) == 24  # random weights: this one hits the frame limit
+        assert torch.equal(our_codes(engine, request, 24), expected), (mode, text)
+
+
+@pytest.mark.parametrize("mode", ["icl", "xvector"])
+def test_greedy_codes_equal_the_official_path_when_speech_ends(ending_engine, ja_clip, mode):
+    clip, ref_text = ja_clip
+    prompt = ending_engine.make_prompt(clip, ref_text, mode)
+    request = greedy(ending_engine, prompt, TEXTS[0], "English", 60)
+    expected = official_codes(ending_engine, request, 60)
+    assert 2 <= len(expected) < 60  # ended by end-of-speech, not by the limit
+    assert torch.equal(our_codes(ending_engine, request, 60), expected)
+
+
+@pytest.mark.parametrize("mode", ["icl", "xvector"])
+def test_teacher_forced_logits_match_the_official_ones(engine, ja_clip, mode):
+    """Fed the official codes, our loop's logits for every code group match qwen-tts' within 1e-4 (float32)."""
+    clip, ref_text = ja_clip
+    prompt = engine.make_prompt(clip, ref_text, mode)
+    inner = engine.model.model
+    for text, language in zip(TEXTS[:2], LANGUAGES[:2]):
+        request = engine.check_request(SynthesisRequest(text, language, prompt, Sampling(seed=3, max_frames=12)))
+        official: list = []
+        hooks = [inner.talker.register_forward_hook(lambda m, a, out: official.append((0, out.logits[:, -1]))),
+                 inner.talker.code_predictor.register_forward_hook(
+                     lambda m, a, out: official.append((1, out.logits[:, -1])))]
+        try:
+            codes = official_codes(engine, request, 12)  # sampled: teacher forcing must follow any codes
+        finally:
+            for hook in hooks:
+                hook.remove()
+        ours: list = []
+        talker_picking, predictor_picking = engine.pickings(request.sampling)
+        with torch.inference_mode():
+            list(engine.talker.frames(engine.prefill(request, text), talker_picking, predictor_picking,
+                                      engine.generators([0]), 12, forced=codes,
+                                      on_logits=lambda group, logits: ours.append((group, logits))))
+        # qwen-tts computes one more talker step (for a frame it then drops); the rest pair up one to one.
+        assert len(ours) == 12 * 16 and len(official) == len(ours) + 1
+        for (kind, theirs), (group, mine) in zip(official, ours):
+            assert kind == (0 if group == 0 else 1)
+            assert torch.allclose(mine, theirs.float(), atol=1e-4, rtol=0), (group, (mine - theirs).abs().max())
+
+
+def test_same_seed_same_take_and_streamed_equals_one_shot(engine, ja_clip):
+    from studio.streaming import stream
+
+    clip, ref_text = ja_clip
+    prompt = engine.make_prompt(clip, ref_text, "icl")
+    request = SynthesisRequest("Seeds decide takes", "English", prompt, Sampling(seed=42, max_frames=8))
+    first, seed = engine.synthesize(request)
+    again, _ = engine.synthesize(request)
+    other, _ = engine.synthesize(SynthesisRequest(request.text, "English", prompt, Sampling(seed=43, max_frames=8)))
+    assert seed == 42 and torch.equal(torch.from_numpy(first), torch.from_numpy(again))
+    assert first.shape != other.shape or not (first == other).all()
+    streamed = stream(engine, request)
+    for _ in streamed:
+        pass
+    assert streamed.take.seed == 42 and len(streamed.take.samples) == len(first)
+    assert abs(streamed.take.samples - first).max() <= 1e-4  # the decoder's seams, as in test_streaming
+
+
+def test_batch_slots_are_reproducible_and_seeded_in_turn(engine, ja_clip):
+    clip, ref_text = ja_clip
+    prompt = engine.make_prompt(clip, ref_text, "xvector")
+    request = SynthesisRequest("One line, three takes.", "English", prompt, Sampling(seed=100, max_frames=10))
+    takes = engine.synthesize_takes(request, 3)
+    assert [seed for _, seed in takes] == [100, 101, 102]
+    again = engine.synthesize_takes(request, 3)
+    for (a, _), (b, _) in zip(takes, again):
+        assert a.shape == b.shape and (a == b).all()
+    assert not all(a.shape == takes[0][0].shape and (a == takes[0][0]).all() for a, _ in takes[1:])
+
+
+def test_takes_of_a_batch_end_at_different_frames(ending_engine, ja_clip):
+    clip, ref_text = ja_clip
+    prompt = ending_engine.make_prompt(clip, ref_text, "icl")
+    request = SynthesisRequest(TEXTS[0], "English", prompt, Sampling(seed=5, max_frames=60))
+    takes = ending_engine.synthesize_takes(request, 4)
+    frames = [len(samples) // 1920 for samples, _ in takes]
+    assert len(set(frames)) >= 3 and min(frames) < 60, frames
+    again = ending_engine.synthesize_takes(request, 4)
+    assert [len(samples) // 1920 for samples, _ in again] == frames
+
+
+def test_takes_are_bounded(engine, ja_clip):
+    clip, ref_text = ja_clip
+    prompt = engine.make_prompt(clip, ref_text, "icl")
+    for takes in (0, 9):
+        with pytest.raises(InvalidInput, match="Takes"):
+            engine.synthesize_takes(SynthesisRequest("Hi.", "English", prompt), takes)
+
+
+def test_int8_weights_speak_close_to_float(tiny_checkpoint, engine, ja_clip):
+    """--quantize int8: the same loop over int8 weights; its logits stay near float's on the same codes."""
+    int8 = create_engine(Settings(model=str(tiny_checkpoint), device="cpu", dtype="float32", quantize="int8"))
+    assert int8.talker.stack.blocks[0].qkv.weight.dtype == torch.int8
+    clip, ref_text = ja_clip
+    prompt = engine.make_prompt(clip, ref_text, "icl")
+    request = engine.check_request(SynthesisRequest(TEXTS[0], "English", prompt, Sampling(seed=1, max_frames=10)))
+    codes = our_codes(engine, request, 10)
+    spreads = {}
+    for name, eng in (("float", engine), ("int8", int8)):
+        seen = []
+        talker_picking, predictor_picking = eng.pickings(request.sampling)
+        with torch.inference_mode():
+            list(eng.talker.frames(eng.prefill(request, request.text), talker_picking, predictor_picking,
+                                   eng.generators([0]), 10, forced=codes,
+                                   on_logits=lambda group, logits: seen.append(logits)))
+        spreads[name] = seen
+    for mine, exact in zip(spreads["int8"], spreads["float"]):
+        difference = float((mine - exact).abs().mean() / exact.std())
+        assert 0 < difference < 0.05, difference
+    samples, _ = int8.synthesize(request)
+    assert len(samples) == 10 * 1920 and abs(samples).max() > 0
