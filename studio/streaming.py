@@ -30,7 +30,7 @@ FADE_SAMPLES = 240  # 10 ms fades where two sentences meet
 class ChunkPlan:
     """Frames per chunk: a small first chunk for fast start, then growing to `largest`."""
 
-    first: int = 2
+    first: int = 1
     growth: float = 2.0
     largest: int = 12
 

@@ -14,13 +14,14 @@ import functools
 import inspect
 import logging
 import threading
+from typing import Callable
 
 import gradio as gr
 import numpy as np
 
 from . import audio
 from .config import SAMPLE_RATE, Settings
-from .engine import Engine, Sampling
+from .engine import MAX_TAKES, Engine, Sampling
 from .errors import InvalidInput, StudioError
 from .languages import LANGUAGES
 from .library import Voice
@@ -83,6 +84,49 @@ def user_errors(fn):
 def to_gradio_audio(samples: np.ndarray, rate: int) -> tuple[int, np.ndarray]:
     pcm = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
     return rate, (pcm * 32767.0).astype(np.int16)
+
+
+def in_worker(work: Callable, skip):
+    """Run `work(stop)` in a worker thread, yielding `skip` until it is done; returns its result.
+
+    Gradio can only stop a request between items, so a cancel or a disconnect (which
+    closes this generator) sets `stop`, and generation ends within a frame.
+    """
+    stop = threading.Event()
+    result: dict = {}
+
+    def run():
+        try:
+            result["value"] = work(stop)
+        except BaseException as error:  # noqa: BLE001 - re-raised below, in the request's thread
+            result["error"] = error
+
+    worker = threading.Thread(target=run, daemon=True, name="studio-one-shot")
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(HEARTBEAT_SECONDS)
+            if worker.is_alive():
+                yield skip
+    finally:
+        stop.set()  # closed early: generation stops at its next frame
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def whole_number(value, name: str) -> int:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{name} must be a whole number.") from None
+    if not number.is_integer():
+        raise InvalidInput(f"{name} must be a whole number.")
+    return int(number)
+
+
+def take_details(take) -> dict:
+    return dict(seed=take.seed, duration=round(take.duration, 3), frames=take.frames, flags=take.flags)
 
 
 def speak_request(text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
@@ -196,30 +240,56 @@ class StudioUI:
         """
         request = speak_request(text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
                                 repetition_penalty, seed, max_frames)
-        stop = threading.Event()
-        result: dict = {}
 
-        def run():
-            try:
-                take = self.studio.synthesize(request, should_stop=stop.is_set, progress=progress_reporter(progress))
-                result["take"], result["report"] = self.studio.retry_flagged(request, take, int(retries or 0),
-                                                                             should_stop=stop.is_set)
-            except BaseException as error:  # noqa: BLE001 - re-raised below, in the request's thread
-                result["error"] = error
+        def work(stop):
+            take = self.studio.synthesize(request, should_stop=stop.is_set, progress=progress_reporter(progress))
+            return self.studio.retry_flagged(request, take, int(retries or 0), should_stop=stop.is_set)
 
-        worker = threading.Thread(target=run, daemon=True, name="studio-one-shot")
-        worker.start()
-        try:
-            while worker.is_alive():
-                worker.join(HEARTBEAT_SECONDS)
-                if worker.is_alive():
-                    yield gr.skip(), gr.skip()
-        finally:
-            stop.set()  # closed early: generation stops at its next frame
-        if "error" in result:
-            raise result["error"]
-        take = result["take"]
-        yield to_gradio_audio(take.samples, take.rate), " ".join([take.summary(), *result["report"]])
+        take, report = yield from in_worker(work, (gr.skip(), gr.skip()))
+        yield to_gradio_audio(take.samples, take.rate), " ".join([take.summary(), *report])
+
+    def synthesize_takes(self, text, language="English", voice=None, reference=None, ref_text=None, mode="icl",
+                         temperature=0.9, top_p=1.0, top_k=50, repetition_penalty=1.05, seed=-1, max_frames=0,
+                         takes=2, progress=gr.Progress(track_tqdm=True)):
+        """Several takes of one line in one batch (seeds seed, seed+1, ...), at about the cost of one.
+
+        Returns their 24 kHz WAV files and, per take, its seed, duration, frames and flags (JSON).
+        """
+        request = speak_request(text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
+                                repetition_penalty, seed, max_frames)
+        made = yield from in_worker(lambda stop: self.studio.synthesize_takes(
+            request, whole_number(takes, "Takes"), should_stop=stop.is_set, progress=progress_reporter(progress)),
+            (gr.skip(), gr.skip()))
+        files = [str(self.studio.write_wav(audio.Clip(t.samples, t.rate), f"take-{t.seed}")) for t in made]
+        yield files, [take_details(t) for t in made]
+
+    def preview_takes(self, text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
+                      repetition_penalty, seed, max_frames, retries=0, takes=1,
+                      progress=gr.Progress(track_tqdm=True)):
+        """The Preview's one-shot button: one take (with retries), or several side by side to pick from."""
+        count = whole_number(takes, "Takes")
+        request = speak_request(text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
+                                repetition_penalty, seed, max_frames)
+        report = progress_reporter(progress)
+
+        def work(stop):
+            if count == 1:
+                take = self.studio.synthesize(request, should_stop=stop.is_set, progress=report)
+                take, notes = self.studio.retry_flagged(request, take, int(retries or 0), should_stop=stop.is_set)
+                return [take], " ".join([take.summary(), *notes])
+            made = self.studio.synthesize_takes(request, count, should_stop=stop.is_set, progress=report)
+            lines = [f"{count} takes in one batch, {made[0].total_time:.2f} s in all: pick one below. The same "
+                     "seed and number of takes give the same takes again."]
+            lines += [f"- Take {n + 1}: seed {t.seed}, {t.duration:.2f} s. {' '.join(t.flags)}"
+                      for n, t in enumerate(made)]
+            return made, "\n".join(lines)
+
+        made, summary = yield from in_worker(work, (gr.skip(),) * (2 + MAX_TAKES))
+        players = [gr.update(value=None, visible=False)] * MAX_TAKES
+        if count > 1:
+            players[:count] = [gr.update(value=to_gradio_audio(t.samples, t.rate), visible=True,
+                                         label=f"Take {n + 1} (seed {t.seed})") for n, t in enumerate(made)]
+        yield (to_gradio_audio(made[0].samples, made[0].rate), summary, *players)
 
     def stream(self, text, language="English", voice=None, reference=None, ref_text=None, mode="icl",
                temperature=0.9, top_p=1.0, top_k=50, repetition_penalty=1.05, seed=-1, max_frames=0):
@@ -494,6 +564,9 @@ class StudioUI:
                     p["retries"] = gr.Number(value=0, precision=0, minimum=0, maximum=5,
                                              label="Retry a flagged take (runaway, silent, cut off, unintelligible) "
                                                    "up to this many times with the next seed")
+                    p["takes"] = gr.Slider(1, MAX_TAKES, value=1, step=1, elem_id="preview-takes",
+                                           label="Takes per one-shot (one batch, seeds seed, seed+1, ...; about the "
+                                                 "cost of one)")
                 with gr.Row():
                     p["stream"] = gr.Button("Stream", variant="primary")
                     p["synthesize"] = gr.Button("Synthesize (one shot)")
@@ -506,6 +579,9 @@ class StudioUI:
         # A file path and no format: as an input (saving the take) Gradio would otherwise decode it itself, unbounded.
         p["take"] = gr.Audio(label="Take", type="filepath", interactive=False, elem_id="take")
         p["summary"] = gr.Markdown(elem_id="take-summary")
+        with gr.Row():
+            p["takes_players"] = [gr.Audio(label=f"Take {n + 1}", type="numpy", interactive=False, visible=False,
+                                           elem_id=f"preview-take-{n}") for n in range(MAX_TAKES)]
         # The raw upload behind a reference cleaned on the Reference tab; a direct upload here clears it.
         p["original"] = gr.State(None)
         return p
@@ -518,12 +594,24 @@ class StudioUI:
                                      outputs=[p["player"], p["take"], p["summary"]], api_visibility="private",
                                      concurrency_limit=limit)
         streamed.then(self.status, outputs=status, api_visibility="private")
-        one_shot = p["synthesize"].click(user_errors(self.synthesize), inputs=inputs + [p["retries"]],
-                                         outputs=[p["take"], p["summary"]], api_name="synthesize",
-                                         concurrency_limit=limit)
+        one_shot = p["synthesize"].click(user_errors(self.preview_takes),
+                                         inputs=inputs + [p["retries"], p["takes"]],
+                                         outputs=[p["take"], p["summary"], *p["takes_players"]],
+                                         api_visibility="private", concurrency_limit=limit)
         one_shot.then(self.status, outputs=status, api_visibility="private")
         p["stop"].click(None, cancels=[streamed, one_shot])
-        # Scripts: a plain WAV output reaches gradio_client as one file per chunk.
+        # Scripts: the same actions as named endpoints (hidden buttons; the visible ones above are private).
+        api_take = gr.Audio(type="filepath", visible=False)
+        api_summary = gr.Markdown(visible=False)
+        gr.Button(visible=False).click(user_errors(self.synthesize), inputs=inputs + [p["retries"]],
+                                       outputs=[api_take, api_summary], api_name="synthesize",
+                                       concurrency_limit=limit)
+        api_takes = gr.File(file_count="multiple", visible=False)
+        api_details = gr.JSON(visible=False)
+        gr.Button(visible=False).click(user_errors(self.synthesize_takes), inputs=inputs + [p["takes"]],
+                                       outputs=[api_takes, api_details], api_name="synthesize_takes",
+                                       concurrency_limit=limit)
+        # A plain WAV output reaches gradio_client as one file per chunk.
         api_chunks = gr.Audio(type="numpy", format="wav", visible=False)
         gr.Button(visible=False).click(user_errors(self.stream), inputs=inputs, outputs=api_chunks,
                                        api_name="stream", concurrency_limit=limit)

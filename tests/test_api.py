@@ -90,3 +90,24 @@ def test_synthesize_takes_an_iso_language_code(client, ja_clips):
     wav_path, summary = client.predict(text="Hello.", language="en", reference=handle_file(str(entry["path"])),
                                        ref_text=entry["text"], seed=3, max_frames=4, api_name="/synthesize")
     assert "seed 3" in summary
+
+
+def test_synthesize_takes_returns_one_wav_per_seed(client, ja_clips):
+    entry = ja_clips[1]
+    files, details = client.predict(
+        text="Three takes to pick from.", language="English", reference=handle_file(str(entry["path"])),
+        ref_text=entry["text"], seed=30, max_frames=6, takes=3, api_name="/synthesize_takes",
+    )
+    assert [d["seed"] for d in details] == [30, 31, 32]
+    assert len(files) == 3
+    waves = [sf.read(path) for path in files]
+    assert all(rate == 24000 and 0 < len(samples) <= 6 * 1920 for samples, rate in waves)
+    assert any(len(a) != len(b) or (a != b).any() for (a, _), (b, _) in zip(waves, waves[1:]))
+
+
+def test_synthesize_takes_refuses_absurd_counts(client, ja_clips):
+    entry = ja_clips[1]
+    for takes in (0, 9, 2.5):  # Gradio's slider refuses out-of-range values itself, with its own message
+        with pytest.raises(Exception, match="Takes|less than minimum|greater than maximum"):
+            client.predict(text="Hi.", language="English", reference=handle_file(str(entry["path"])),
+                           ref_text=entry["text"], takes=takes, api_name="/synthesize_takes")

@@ -159,3 +159,22 @@ def test_empty_library_shows_a_hint_not_an_error(settings, browser, tmp_path):
         page.close()
     finally:
         demo.close()
+
+
+def test_preview_offers_several_takes_side_by_side(page, ja_clips, tmp_path):
+    entry = ja_clips[0]
+    page.get_by_role("tab", name="Preview").click()
+    page.locator("#preview-reference input[type=file]").set_input_files(str(entry["path"]))
+    page.get_by_label("Reference transcript (ref_text)").fill(entry["text"])
+    page.get_by_label("Text to speak").fill("Pick the take you like.")
+    page.get_by_text("Sampling").click()
+    page.get_by_label("Max frames per sentence (0 = from text)").fill("6")
+    takes = page.locator("#preview-takes input[type=number]")
+    takes.fill("3")
+    takes.press("Enter")
+    page.get_by_role("button", name="Synthesize (one shot)").click()
+    page.locator("#take-summary").get_by_text("3 takes in one batch").wait_for(timeout=60000)
+    for n in range(3):
+        expect(page.locator(f"#preview-take-{n}")).to_be_visible()
+    expect(page.locator("#preview-take-3")).to_be_hidden()
+    page.screenshot(path=str(tmp_path / "preview-takes.png"), full_page=True)
