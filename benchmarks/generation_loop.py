@@ -63,10 +63,8 @@ def main() -> None:
 
     def ours(eng, req, takes: int, name: str):
         def run():
-            stamps: list[float] = []
-            with torch.inference_mode():
-                eng.generate_takes(req, TEXT, lambda codes, alive: stamps.append(time.perf_counter()), frames,
-                                   eng.generators(list(range(1, takes + 1))))
+            stamps = [time.perf_counter() for _ in eng.generate_takes(req, TEXT, frames,
+                                                                      eng.generators(list(range(1, takes + 1))))]
             note(name, stamps)
         return run
 
@@ -145,11 +143,9 @@ def split(engine, request, frames: int, qwen_talker, torch, label: str) -> None:
 
     talker.step, talker.predict = timed("talker", talker.step), timed("code predictor", talker.predict)
     qwen_talker.pick = timed("sampling", qwen_talker.pick)
-    kept = []
     try:
+        kept = [codes[0] for codes, _ in engine.generate_takes(request, TEXT, frames, engine.generators([1]))]
         with torch.inference_mode():
-            engine.generate_takes(request, TEXT, lambda codes, alive: kept.append(codes[0]), frames,
-                                  engine.generators([1]))
             decoder = engine.decoder(request.prompt)
             started = time.perf_counter()
             for start in range(0, frames, 4):
@@ -170,10 +166,7 @@ def agreement(engine, int8, prompt, prompt8, frames: int, np, torch) -> None:
     codes = {}
     for name, eng, p in (("bfloat16", engine, prompt), ("int8", int8, prompt8)):
         request = eng.check_request(SynthesisRequest(TEXT, "English", p, greedy))
-        kept = []
-        with torch.inference_mode():
-            eng.generate_frames(request, TEXT, kept.append, frames, eng.generators([0])[0])
-        codes[name] = torch.stack(kept)
+        codes[name] = torch.stack(list(eng.generate_frames(request, TEXT, frames, eng.generators([0])[0])))
     a, b = codes["bfloat16"], codes["int8"]
     n = min(len(a), len(b))
     same = (a[:n] == b[:n]).float()

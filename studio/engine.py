@@ -20,7 +20,7 @@ import threading
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
@@ -212,6 +212,9 @@ class FairLock:
             else:
                 self._owned = False
 
+    def locked(self) -> bool:
+        return self._owned
+
     def __enter__(self):
         return self.acquire()
 
@@ -345,25 +348,30 @@ class Engine:
 
         return [torch.Generator().manual_seed(seed) for seed in seeds]
 
-    def generate_takes(self, request: SynthesisRequest, text: str, on_frames: Callable, limit: int,
-                       generators: list) -> None:
-        """Generate `text` for len(generators) takes at once, calling `on_frames(codes, alive)` per frame.
+    def generate_takes(self, request: SynthesisRequest, text: str, limit: int, generators: list) -> Iterator:
+        """Frames of `text` for len(generators) takes at once, as they are made: (codes, alive) per frame.
 
         `codes` is [takes, ...] and `alive` [takes] says which takes are still speaking; a
-        take that has ended stays ended. Caller holds generation_lock. `on_frames` may raise
-        `StopGeneration` to end generation between frames.
+        take that has ended stays ended. The caller holds generation_lock; closing the
+        iterator (or simply not asking for the next frame) ends generation between frames.
         """
         raise NotImplementedError
 
-    def generate_frames(self, request: SynthesisRequest, text: str, on_frame: Callable, limit: int,
-                        generator) -> None:
-        """One take of `text`, frame by frame: `on_frame(codes)`."""
+    def generate_frames(self, request: SynthesisRequest, text: str, limit: int, generator) -> Iterator:
+        """One take of `text`, frame by frame."""
+        frames = self.generate_takes(request, text, limit, [generator])
+        try:
+            for codes, alive in frames:
+                if not bool(alive[0]):
+                    return
+                yield codes[0]
+        finally:
+            frames.close()
 
-        def first(codes, alive):
-            if bool(alive[0]):
-                on_frame(codes[0])
-
-        self.generate_takes(request, text, first, limit, [generator])
+    @property
+    def busy(self) -> bool:
+        """Whether a generation holds the model now."""
+        return self.generation_lock.locked()
 
     def decoder(self, prompt: VoicePrompt):
         """An incremental decoder: `push(codes) -> samples`, equal to the one-shot `decode`."""
@@ -389,28 +397,23 @@ class Engine:
             raise InvalidInput(f"Takes must be between 1 and {MAX_TAKES}.")
         request = self.check_request(request)
         frames: list[list] = [[] for _ in range(takes)]
-        stopped = []
-
-        def keep(codes, alive):
-            if should_stop is not None and should_stop():
-                stopped.append(True)
-                raise StopGeneration
-            for slot in range(takes):
-                if bool(alive[slot]):
-                    frames[slot].append(codes[slot])
-
         limit = request.sampling.max_frames or frame_budget(request.text)
         first = self.choose_seed(request.sampling)
         seeds = [(first + slot) % 2**32 for slot in range(takes)]
-        with self.generation_lock, torch.inference_mode():
+        with self.generation_lock:
+            made = self.generate_takes(request, request.text, limit, self.generators(seeds))
             try:
-                self.generate_takes(request, request.text, keep, limit, self.generators(seeds))
-            except StopGeneration:
-                pass
-            if stopped:
-                raise Cancelled("Generation was stopped.")
-            return [(self.decode(torch.stack(kept), request.prompt) if kept else np.zeros(0, np.float32), seed)
-                    for kept, seed in zip(frames, seeds)]
+                for codes, alive in made:
+                    if should_stop is not None and should_stop():
+                        raise Cancelled("Generation was stopped.")
+                    for slot in range(takes):
+                        if bool(alive[slot]):
+                            frames[slot].append(codes[slot])
+            finally:
+                made.close()
+            with torch.inference_mode():
+                    return [(self.decode(torch.stack(kept), request.prompt) if kept else np.zeros(0, np.float32),
+                         seed) for kept, seed in zip(frames, seeds)]
 
 
 def check_ref_text(ref_text: str | None, mode: str, max_chars: int) -> str:

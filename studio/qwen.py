@@ -14,7 +14,7 @@ import hashlib
 import logging
 import math
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -240,13 +240,12 @@ class QwenEngine(Engine):
         device = self.model.device
         return [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
 
-    def generate_takes(self, request: SynthesisRequest, text: str, on_frames: Callable, limit: int,
-                       generators: list) -> None:
-        """Frames for len(generators) takes at once through our own loop: `on_frames(codes [b, 16], alive [b])`."""
+    def generate_takes(self, request: SynthesisRequest, text: str, limit: int, generators: list) -> Iterator:
+        """Frames for len(generators) takes at once through our own loop: (codes [b, 16], alive [b])."""
         talker_picking, predictor_picking = self.pickings(request.sampling)
-        prefill = self.prefill(request, text)
-        for codes, alive in self.talker.frames(prefill, talker_picking, predictor_picking, generators, limit):
-            on_frames(codes, alive)
+        with torch.inference_mode():
+            prefill = self.prefill(request, text)
+        return self.talker.frames(prefill, talker_picking, predictor_picking, generators, limit)
 
     # -- the official path, kept as the reference for tests and benchmarks ------------------------
     def generate_kwargs(self, request: SynthesisRequest, text: str, limit: int) -> dict:

@@ -302,32 +302,37 @@ class Talker:
         """
         batch = len(generators)
         tokens = prefill.embeds.shape[1]
-        cache = self.stack.cache(batch, tokens + limit)
-        predictor_cache = self.predictor.cache(batch, self.groups)
-        hidden, logits = self.step(prefill.embeds.expand(batch, -1, -1), cache, 0)
-        history = torch.zeros(batch, 0, dtype=torch.long, device=logits.device)
-        alive = torch.ones(batch, dtype=torch.bool, device=logits.device)
+        # Each step runs under inference_mode, but no `with` spans a yield: the consumer may resume
+        # this generator from another thread, and grad mode is per thread.
+        with torch.inference_mode():
+            cache = self.stack.cache(batch, tokens + limit)
+            predictor_cache = self.predictor.cache(batch, self.groups)
+            hidden, logits = self.step(prefill.embeds.expand(batch, -1, -1), cache, 0)
+            history = torch.zeros(batch, 0, dtype=torch.long, device=logits.device)
+            alive = torch.ones(batch, dtype=torch.bool, device=logits.device)
         for index in range(limit):
-            if on_logits is not None:
-                on_logits(0, logits)
-            if forced is not None:
-                if index >= forced.shape[0]:
+            with torch.inference_mode():
+                if on_logits is not None:
+                    on_logits(0, logits)
+                if forced is not None and index >= forced.shape[0]:
                     return
-                first = forced[index, :1].expand(batch)
-            else:
-                banned = self.banned if index >= self.min_frames else self._banned_with_eos()
-                first = pick(logits, talker_picking, generators, history, banned)
-            history = torch.cat([history, first[:, None]], dim=1)
-            alive = alive & (first != self.eos)
-            if not bool(alive.any()):
-                return
-            rest = None if forced is None else forced[index, 1:].expand(batch, -1)
-            codes = self.predict(hidden, first, predictor_picking, generators, predictor_cache, rest, on_logits)
+                if forced is not None:
+                    first = forced[index, :1].expand(batch)
+                else:
+                    banned = self.banned if index >= self.min_frames else self._banned_with_eos()
+                    first = pick(logits, talker_picking, generators, history, banned)
+                history = torch.cat([history, first[:, None]], dim=1)
+                alive = alive & (first != self.eos)
+                if not bool(alive.any()):
+                    return
+                rest = None if forced is None else forced[index, 1:].expand(batch, -1)
+                codes = self.predict(hidden, first, predictor_picking, generators, predictor_cache, rest, on_logits)
             yield codes, alive
             if index + 1 == limit:
                 return
-            embeds = self.frame_embedding(codes) + self._text_at(prefill, index)
-            hidden, logits = self.step(embeds, cache, tokens + index)
+            with torch.inference_mode():
+                embeds = self.frame_embedding(codes) + self._text_at(prefill, index)
+                hidden, logits = self.step(embeds, cache, tokens + index)
 
     def _banned_with_eos(self) -> torch.Tensor:
         banned = self.banned.clone()

@@ -1,17 +1,16 @@
 """True streaming synthesis: audio chunks while the engine is still generating.
 
-The engine generates frames through `Engine.generate_frames` in a worker thread
-and calls back once per frame; the callback decodes each completed chunk with
-the engine's incremental decoder in that same thread (torch work from two
-threads at once fights over the cores) and hands the audio over through a
-queue. Long text is generated sentence by sentence with the same prompt, and
+The engine makes frames through `Engine.generate_frames`, an iterator: each frame
+is made when the stream asks for it, in the consumer's thread, and each completed
+chunk is decoded there with the engine's incremental decoder. No worker runs
+beside the consumer, so a consumer that stops (Stop, a disconnect) has stopped
+generation too, within one frame. Long text is generated sentence by sentence with the same prompt, and
 sentences meet with short fades. One request has a budget (frames of audio and
 wall time), so no request can hold the engine for hours.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .engine import Engine, StopGeneration, SynthesisRequest, frame_budget
+from .engine import Engine, SynthesisRequest, frame_budget
 from .errors import Cancelled
 from .text import split_sentences
 
@@ -93,7 +92,6 @@ class Stream:
         self.sentences = split_sentences(self.request.text, self.request.language)
         self.take: Take | None = None
         self._stop = threading.Event()
-        self._worker: threading.Thread | None = None
         settings = engine.settings
         self._frames_left = settings.max_request_frames
         self._deadline = 0.0
@@ -134,24 +132,11 @@ class Stream:
                     if hit:
                         flags.append(f"Sentence {number + 1} hit the length limit and may be cut off.")
         finally:
-            self._release(lock)
+            lock.release()  # nothing runs beside this thread: generation has stopped
         total = time.perf_counter() - started
         samples = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
         self.take = Take(samples, self.engine.capabilities.sample_rate, seed, frames, first_audio or total, total,
                          len(self.sentences), flags)
-
-    def _release(self, lock) -> None:
-        """Free the engine once the worker has stopped, without waiting for it on this thread.
-
-        This thread is often a server's event loop closing the stream (Stop, a disconnect);
-        the worker ends within a frame, and only then may the next request use the model.
-        """
-        worker = self._worker
-        if worker is None or not worker.is_alive():
-            lock.release()
-            return
-        threading.Thread(target=lambda: (worker.join(), lock.release()), daemon=True,
-                         name="studio-release").start()
 
     def _budget_flag(self, sentence: int) -> str:
         return (f"The request reached its budget ({self.engine.settings.max_request_seconds:.0f} s of audio or "
@@ -161,82 +146,60 @@ class Stream:
     def _sentence(self, text: str, generator, fade_in: bool, fade_out: bool):
         """Yield (samples, frames, limit_hit) for one sentence, or None per frame as a heartbeat.
 
-        Generation and decoding both run in one worker thread (decoding inside the
-        frame callback, between frames): torch ops from two threads at once fight
-        over the same cores and made streaming 20% slower than one-shot on a
-        2-core machine. This thread only hands chunks on.
+        The engine makes a frame each time this asks for one, in this thread, so nothing
+        runs beside the consumer: when it stops asking (Stop, a disconnect), generation
+        has stopped. Each completed chunk is decoded here, between frames.
         """
         import torch
 
         engine = self.engine
         limit = min(self.request.sampling.max_frames or frame_budget(text), self._frames_left)
-        out: queue.Queue = queue.Queue()
-        halt = threading.Event()  # ends this sentence's worker; set on cancel or when the consumer leaves
-        done = object()
         decoder = engine.decoder(self.request.prompt)
         sizes = self.plan.sizes()
+        want = next(sizes)
         pending: list = []
-        want = [next(sizes)]
-
-        def emit():
-            samples = decoder.push(torch.stack(pending))
-            out.put((samples, len(pending)))
-            pending.clear()
-            want[0] = next(sizes)
-
-        def on_frame(codes):
-            if halt.is_set() or self._stop.is_set() or time.monotonic() >= self._deadline:
-                raise StopGeneration
-            pending.append(codes)
-            if len(pending) >= want[0]:
-                emit()
-            elif self.heartbeat:
-                out.put(None)
-
-        def work():
-            try:
-                with torch.inference_mode():
-                    try:
-                        engine.generate_frames(self.request, text, on_frame, limit, generator)
-                    except StopGeneration:
-                        pass
-                    if pending and not halt.is_set() and not self._stop.is_set():
-                        emit()
-            except BaseException as error:  # handed to the consuming thread
-                out.put(error)
-            finally:
-                out.put(done)
-
-        worker = self._worker = threading.Thread(target=work, name="studio-generate", daemon=True)
-        worker.start()
         produced = 0
         held = np.zeros(0, np.float32)  # the tail kept back for a fade-out
+
+        def chunk():
+            nonlocal produced, held
+            with torch.inference_mode():
+                samples = decoder.push(torch.stack(pending))
+            count = len(pending)
+            pending.clear()
+            produced += count
+            if fade_in and produced == count:
+                samples = _fade(samples, rising=True)
+            if fade_out:
+                samples = np.concatenate([held, samples])
+                held, samples = samples[-FADE_SAMPLES:], samples[:-FADE_SAMPLES]
+            return samples, count, False
+
+        frames = engine.generate_frames(self.request, text, limit, generator)
         try:
-            while (item := out.get()) is not done:
-                if item is None:
+            for codes in frames:
+                if self._stop.is_set():
+                    raise Cancelled("Generation was stopped.")
+                if time.monotonic() >= self._deadline:
+                    break
+                pending.append(codes)
+                if len(pending) >= want:
+                    yield chunk()
+                    want = next(sizes)
+                elif self.heartbeat:
                     yield None
-                    continue
-                if isinstance(item, BaseException):
-                    raise item
-                samples, count = item
-                produced += count
-                if fade_in and produced == count:
-                    samples = _fade(samples, rising=True)
-                if fade_out:
-                    samples = np.concatenate([held, samples])
-                    held, samples = samples[-FADE_SAMPLES:], samples[:-FADE_SAMPLES]
-                yield samples, count, False
-            worker.join()  # it has handed over its last item and is returning
             if self._stop.is_set():
                 raise Cancelled("Generation was stopped.")
-            self._frames_left -= produced
-            hit = produced >= limit
-            if fade_out and len(held):
-                yield _fade(held, rising=False), 0, hit
-            elif hit:
-                yield np.zeros(0, np.float32), 0, True
+            if pending:
+                yield chunk()
         finally:
-            halt.set()  # on an early exit the worker stops at its next frame; _release waits for it
+            frames.close()
+        self._frames_left -= produced
+        hit = produced >= limit
+        if fade_out and len(held):
+            yield _fade(held, rising=False), 0, hit
+        elif hit:
+            yield np.zeros(0, np.float32), 0, True
 
 
 def _fade(samples: np.ndarray, rising: bool) -> np.ndarray:

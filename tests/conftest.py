@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -126,3 +127,31 @@ def browser():
         )
         yield chromium
         chromium.close()
+
+
+@contextmanager
+def counting_frames(engine):
+    """Count the frames the engine's loop makes (a wrapper around the real code predictor call)."""
+    talker = engine.talker
+    counted: list[int] = []
+    original = talker.predict
+
+    def predict(*args, **kwargs):
+        counted.append(1)
+        return original(*args, **kwargs)
+
+    talker.predict = predict
+    try:
+        yield counted
+    finally:
+        del talker.predict  # the class's own method again
+
+
+def wait_until_idle(engine, seconds: float = 15.0) -> bool:
+    """Whether the engine is free within `seconds` (no timing assertion: a generous bound)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while engine.busy and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not engine.busy

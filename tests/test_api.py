@@ -5,6 +5,8 @@ from gradio_client import handle_file
 
 import pytest
 
+from tests.conftest import wait_until_idle
+
 
 def test_synthesize_endpoint_returns_24khz_wav(client, ja_clips):
     entry = ja_clips[1]
@@ -68,21 +70,14 @@ def test_stream_endpoint_delivers_wav_chunks_as_they_are_made(client, ja_clips, 
     assert len(samples) == 30 * 1920
 
 
-def test_cancelled_stream_stops_generation(client, ja_clips):
-    import threading
-    import time
+def test_cancelled_stream_stops_generation(client, ja_clips, engine):
 
     job = client.submit(**stream_args(ja_clips[0], max_frames=600))
     for item in job:
         if isinstance(item, str):
             break
     job.cancel()
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        if not [t for t in threading.enumerate() if t.name == "studio-generate"]:
-            break
-        time.sleep(0.05)
-    assert not [t for t in threading.enumerate() if t.name == "studio-generate"]
+    assert wait_until_idle(engine, 10)
 
 
 def test_synthesize_takes_an_iso_language_code(client, ja_clips):

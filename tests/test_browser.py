@@ -5,6 +5,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from tests.conftest import wait_until_idle
+
 
 @pytest.fixture()
 def page(browser, live_server):
@@ -113,10 +115,7 @@ def test_reference_tab_cleans_transcribes_and_trims(page, ja_clips, tmp_path):
     assert page.get_by_label("Reference transcript (ref_text)").input_value() == text.input_value()
 
 
-def test_stop_button_ends_generation(page, ja_clips):
-    import threading
-    import time
-
+def test_stop_button_ends_generation(page, ja_clips, engine):
     entry = ja_clips[0]
     page.get_by_role("tab", name="Preview").click()
     page.locator("#preview-reference input[type=file]").set_input_files(str(entry["path"]))
@@ -126,10 +125,7 @@ def test_stop_button_ends_generation(page, ja_clips):
     page.get_by_role("button", name="Stream", exact=True).click()
     expect(page.locator("#take-summary")).to_contain_text("Streaming", timeout=60000)
     page.get_by_role("button", name="Stop").click()
-    deadline = time.time() + 15
-    while time.time() < deadline and [t for t in threading.enumerate() if t.name == "studio-generate"]:
-        time.sleep(0.05)
-    assert not [t for t in threading.enumerate() if t.name == "studio-generate"]
+    assert wait_until_idle(engine)
 
 
 def serve(settings, voices_dir):

@@ -37,10 +37,7 @@ def official_codes(engine, request, limit):
 
 
 def our_codes(engine, request, limit, seed=0):
-    frames = []
-    with torch.inference_mode():
-        engine.generate_frames(request, request.text, frames.append, limit, engine.generators([seed])[0])
-    return torch.stack(frames)
+    return torch.stack(list(engine.generate_frames(request, request.text, limit, engine.generators([seed])[0])))
 
 
 def greedy(engine, prompt, text, language, limit):

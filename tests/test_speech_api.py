@@ -15,6 +15,7 @@ import websockets
 
 from studio.config import SAMPLES_PER_FRAME
 from studio.studio import NewVoice
+from tests.conftest import wait_until_idle
 
 FRAMES = 6  # per utterance (max_frames): the tiny random model never says end-of-speech
 
@@ -36,17 +37,6 @@ def run_async(coroutine):
 
 def ws_url(live_server):
     return live_server.replace("http://", "ws://") + "api/v1/speak"
-
-
-def generating() -> bool:
-    return any(t.name == "studio-generate" and t.is_alive() for t in threading.enumerate())
-
-
-def wait_until_idle(seconds=15.0):
-    deadline = time.time() + seconds
-    while time.time() < deadline and generating():
-        time.sleep(0.05)
-    return not generating()
 
 
 async def receive(socket):
@@ -131,22 +121,22 @@ def test_f32_in_binary_frames(live_server, voice):
     assert np.abs(samples).max() <= 1.0
 
 
-def test_first_chunk_arrives_while_the_model_is_still_generating(live_server, voice):
+def test_first_chunk_arrives_while_the_model_is_still_generating(live_server, voice, studio):
     async def scenario():
         async with websockets.connect(ws_url(live_server)) as socket:
             await start(socket, max_frames=300)
             await socket.send(json.dumps({"type": "speak", "text": "A long one."}))
             first = await receive(socket)
-            still_generating = generating()
+            still_generating = studio.engine.busy
             await socket.send(json.dumps({"type": "cancel"}))
             return first, still_generating
 
     first, still_generating = run_async(scenario())
     assert first["type"] == "audio_chunk" and first["index"] == 0 and still_generating
-    assert wait_until_idle()
+    assert wait_until_idle(studio.engine)
 
 
-def test_cancel_drops_the_utterance_in_progress_and_the_queue(live_server, voice):
+def test_cancel_drops_the_utterance_in_progress_and_the_queue(live_server, voice, studio):
     async def scenario():
         async with websockets.connect(ws_url(live_server)) as socket:
             await start(socket, max_frames=400)
@@ -156,7 +146,7 @@ def test_cancel_drops_the_utterance_in_progress_and_the_queue(live_server, voice
             await socket.send(json.dumps({"type": "cancel"}))
             while (message := await receive(socket))["type"] != "cancelled":
                 assert message["utterance"] == 1  # chunks already on their way
-            idle = await asyncio.to_thread(wait_until_idle)
+            idle = await asyncio.to_thread(wait_until_idle, studio.engine)
             # The session is still usable.
             await socket.send(json.dumps({"type": "speak", "text": "After the cancel.", "max_frames": 4}))
             audio, _, done = await utterance(socket)
@@ -176,7 +166,7 @@ def test_closing_the_socket_mid_utterance_frees_the_engine(live_server, voice, s
         await socket.close()
 
     run_async(scenario())
-    assert wait_until_idle(10)
+    assert wait_until_idle(studio.engine, 10)
     assert studio.engine.generation_lock.acquire()  # nobody holds the engine any more
     studio.engine.generation_lock.release()
 
@@ -244,7 +234,7 @@ def test_bad_speak_messages_are_answered(live_server, voice, studio):
     assert done["utterance"] == 1
 
 
-def test_too_many_queued_utterances_are_refused(live_server, voice):
+def test_too_many_queued_utterances_are_refused(live_server, voice, studio):
     from studio.server import MAX_QUEUED
 
     async def scenario():
@@ -258,7 +248,7 @@ def test_too_many_queued_utterances_are_refused(live_server, voice):
             return message
 
     assert "limit is" in run_async(scenario())["message"]
-    assert wait_until_idle()
+    assert wait_until_idle(studio.engine)
 
 
 def test_eight_concurrent_sessions_all_complete_in_order(live_server, voice):
@@ -319,14 +309,14 @@ def test_compressed_formats_decode(live_server, voice, response_format):
     assert decoded == pytest.approx(FRAMES * SAMPLES_PER_FRAME / 24000, abs=0.08)
 
 
-def test_httpx_first_bytes_arrive_while_generating(live_server, voice):
+def test_httpx_first_bytes_arrive_while_generating(live_server, voice, studio):
     body = {"model": "qwen3-tts", "voice": voice, "input": "Long enough to stream.", "response_format": "wav",
             "max_frames": 300}
     with httpx.stream("POST", live_server + "v1/audio/speech", json=body, timeout=60) as response:
         first = next(response.iter_bytes())
-        still_generating = generating()
+        still_generating = studio.engine.busy
     assert response.status_code == 200 and first[:4] == b"RIFF" and still_generating
-    assert wait_until_idle()  # leaving early stopped generation
+    assert wait_until_idle(studio.engine)  # leaving early stopped generation
 
 
 @pytest.mark.parametrize("body, status, answer", [

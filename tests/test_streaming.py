@@ -10,22 +10,9 @@ from studio.engine import SynthesisRequest, Sampling, frame_budget
 from studio.errors import Cancelled
 from studio.qwen_decoder import StreamDecoder
 from studio.streaming import FADE_SAMPLES, ChunkPlan, stream
+from tests.conftest import counting_frames, wait_until_idle
 
 TOLERANCE = 1e-4
-
-
-def generation_threads():
-    return [t for t in threading.enumerate() if t.name == "studio-generate" and t.is_alive()]
-
-
-def wait_for_generation_to_end(seconds=10.0):
-    """The worker stops at its next frame, off the caller's thread; wait for it (no timing assertion)."""
-    import time
-
-    deadline = time.monotonic() + seconds
-    while generation_threads() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return not generation_threads()
 
 
 @pytest.fixture(scope="module")
@@ -107,24 +94,14 @@ def test_chunk_plan_grows_to_its_cap():
     assert [next(sizes) for _ in range(6)] == [1, 2, 3, 4, 5, 5]
 
 
-def count_frames(engine):
-    counted = []
-    handle = engine.model.model.talker.register_forward_hook(
-        lambda _m, _a, out: counted.append(1) if out.hidden_states[1] is not None else None)
-    return counted, handle
-
-
-def test_closing_the_iterator_stops_generation_and_its_thread(engine, prompt):
+def test_closing_the_iterator_stops_generation(engine, prompt):
     request = SynthesisRequest("Stop me early please.", "English", prompt, Sampling(seed=2, max_frames=400))
-    counted, handle = count_frames(engine)
-    try:
+    with counting_frames(engine) as counted:
         iterator = iter(stream(engine, request, heartbeat=True))
         next(iterator)
         at_close = len(counted)
-        iterator.close()  # returns at once: the engine is freed when the worker has stopped
-        assert wait_for_generation_to_end()
-    finally:
-        handle.remove()
+        iterator.close()  # nothing runs beside the consumer: generation has stopped, the engine is free
+        assert not engine.busy
     assert len(counted) - at_close <= 2  # the frame in flight, at most one more
     assert len(counted) < 100
 
@@ -133,17 +110,14 @@ def test_cancel_from_another_thread_ends_within_a_frame(engine, prompt):
     request = SynthesisRequest("Cancel me from the stop button.", "English", prompt,
                                Sampling(seed=3, max_frames=400))
     take_stream = stream(engine, request)
-    counted, handle = count_frames(engine)
     seen_at_cancel = []
-    try:
+    with counting_frames(engine) as counted:
         with pytest.raises(Cancelled):
             for chunk in take_stream:
                 if chunk.index == 1:
                     seen_at_cancel.append(len(counted))
                     threading.Thread(target=take_stream.cancel).start()
-        assert wait_for_generation_to_end()
-    finally:
-        handle.remove()
+        assert wait_until_idle(engine)
     assert len(counted) - seen_at_cancel[0] <= 2
     # The engine is usable again afterwards.
     samples, _ = engine.synthesize(SynthesisRequest("Again.", "English", prompt, Sampling(seed=1, max_frames=5)))
