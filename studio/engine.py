@@ -42,10 +42,6 @@ PROMPT_CACHE_SIZE = 16
 MAX_TAKES = 8
 
 
-class StopGeneration(Exception):
-    """Raised from a frame callback to end generation between two frames."""
-
-
 @dataclass(frozen=True)
 class Capabilities:
     languages: tuple[str, ...] = LANGUAGES
