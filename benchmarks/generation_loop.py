@@ -180,6 +180,24 @@ def agreement(engine, int8, prompt, prompt8, frames: int, np, torch) -> None:
     print(f"\nint8 vs bfloat16, greedy, {n} frames: {100 * float(same.mean()):.1f}% of codes equal "
           f"({100 * float(same[:, 0].mean()):.1f}% of first-group codes); first differing frame {first}; "
           f"decoded audio SNR {snr:.1f} dB (random weights: once codes differ, the audio does)")
+    # The same codes fed to both (teacher forcing): how far int8's logits are from bfloat16's, every step.
+    request = engine.check_request(SynthesisRequest(TEXT, "English", prompt, greedy))
+    logits = {}
+    for name, eng, p in (("bfloat16", engine, prompt), ("int8", int8, prompt8)):
+        seen = []
+        forced_request = eng.check_request(SynthesisRequest(TEXT, "English", p, greedy))
+        talker_picking, predictor_picking = eng.pickings(greedy)
+        with torch.inference_mode():
+            prefill = eng.prefill(forced_request, TEXT)
+        for _ in eng.talker.frames(prefill, talker_picking, predictor_picking, eng.generators([0]), 30,
+                                   forced=a[:30], on_logits=lambda group, values: seen.append(values.float())):
+            pass
+        logits[name] = seen
+    errors = [float((q - r).abs().mean() / r.std()) for q, r in zip(logits["int8"], logits["bfloat16"])]
+    agree = [bool(q.argmax() == r.argmax()) for q, r in zip(logits["int8"], logits["bfloat16"])]
+    print(f"teacher-forced on the same 30 frames: int8 logits differ from bfloat16's by {100 * np.mean(errors):.1f}% "
+          f"of their spread on average; the top choice agrees at {100 * np.mean(agree):.1f}% of {len(agree)} steps "
+          f"(request {request.text!r})")
 
 
 if __name__ == "__main__":
