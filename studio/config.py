@@ -21,6 +21,9 @@ FRAME_RATE = 12.5
 SAMPLES_PER_FRAME = int(SAMPLE_RATE / FRAME_RATE)  # 1920
 
 DEFAULT_MODEL = "Qwen/Qwen3-TTS-12Hz-0.6B-Base"
+DEFAULT_CHATTERBOX = "ResembleAI/chatterbox-turbo-ONNX"
+# Engine name -> "module:class"; only that module imports the engine's model package.
+ENGINES = {"qwen": "studio.qwen:QwenEngine", "chatterbox-turbo": "studio.chatterbox:ChatterboxEngine"}
 DEVICES = ("auto", "cuda", "cpu", "mps")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 ATTENTIONS = ("auto", "flash_attention_2", "sdpa", "eager")
@@ -31,6 +34,8 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 @dataclass(frozen=True)
 class Settings:
     model: str = DEFAULT_MODEL
+    engine: str = "qwen"  # the default engine; others load when a voice or column asks for them
+    chatterbox_model: str = DEFAULT_CHATTERBOX
     device: str = "auto"
     dtype: str = "auto"
     attn: str = "auto"
@@ -122,6 +127,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     d = Settings()
     p.add_argument("--model", default=d.model, help="Hub id or local directory of a Qwen3-TTS Base checkpoint")
+    p.add_argument("--engine", default=d.engine, choices=tuple(ENGINES),
+                   help="the default engine (others can still be chosen per take in Preview and per column "
+                        "in Compare)")
+    p.add_argument("--chatterbox-model", default=d.chatterbox_model,
+                   help="Hub id or local folder of the Chatterbox-Turbo ONNX export (onnx/*.onnx, tokenizer.json)")
     p.add_argument("--device", default=d.device, choices=DEVICES, help="auto picks cuda, then mps, then cpu")
     p.add_argument("--dtype", default=d.dtype, choices=DTYPES,
                    help="auto: bfloat16 on CUDA (float16 without bf16 support); on CPU bfloat16 where the CPU "

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 import numpy as np
 
 from . import audio
-from .config import FRAME_RATE, SAMPLE_RATE, Settings
+from .config import ENGINES, FRAME_RATE, SAMPLE_RATE, Settings
 from .errors import Cancelled, InvalidInput, ModelUnavailable
 from .languages import LANGUAGES, normalise_language
 from .text import validate_text
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 MODES = ("icl", "xvector")
 HARD_FRAME_CAP = 4096  # about 5.5 minutes of audio in one sentence
-ENGINES = {"qwen": "studio.qwen:QwenEngine"}
 PROMPT_CACHE_SIZE = 16
 MAX_TAKES = 8
 
@@ -247,12 +246,17 @@ class Engine:
     def loaded(self) -> bool:
         return self._state is not None
 
+    @property
+    def model_name(self) -> str:
+        """The Hub id or folder this engine loads (each engine has its own setting)."""
+        return self.settings.model
+
     def status(self) -> str:
         if self._state is not None:
-            return f"TTS model {self.settings.model} loaded on {self._state[1].describe()}."
+            return f"TTS model {self.model_name} loaded on {self._state[1].describe()}."
         if self.load_error:
             return self.load_error
-        return f"TTS model {self.settings.model} loads on first use."
+        return f"TTS model {self.model_name} loads on first use."
 
     def load(self, progress: Callable[[str], None] | None = None):
         """Load the model once; raise ModelUnavailable with advice if that fails."""
@@ -261,7 +265,7 @@ class Engine:
         with self._load_lock:
             if self._state is None:
                 if progress:
-                    progress(f"Loading TTS model {self.settings.model} ...")
+                    progress(f"Loading TTS model {self.model_name} ...")
                 try:
                     state = self._load()
                 except ModelUnavailable as error:
@@ -269,7 +273,7 @@ class Engine:
                     raise
                 self.load_error = None
                 self._state = state  # model, runtime and fingerprint appear at once
-                log.info("loaded %s on %s", self.settings.model, state[1].describe())
+                log.info("loaded %s on %s", self.model_name, state[1].describe())
         return self._state[0]
 
     def _load(self) -> tuple:

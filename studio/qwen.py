@@ -25,7 +25,8 @@ from .engine import (MODES, Capabilities, Engine, Sampling, SynthesisRequest, Vo
                      choose_runtime, first_line, model_fingerprint)
 from .errors import InvalidInput, ModelUnavailable
 from .languages import LANGUAGES
-from .qwen_talker import Picking, Prefill, Talker
+from .qwen_talker import Prefill, Talker
+from .sampling import Picking
 
 log = logging.getLogger(__name__)
 

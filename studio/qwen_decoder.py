@@ -35,6 +35,10 @@ class StreamDecoder:
     def frames(self) -> int:
         return int(self.codes.shape[0])
 
+    def finish(self) -> np.ndarray:
+        """Nothing is held back: every frame's audio came out of `push`."""
+        return np.zeros(0, np.float32)
+
     def push(self, codes) -> np.ndarray:
         """Add frames (n, 16); return their audio (n * 1920 samples)."""
         import torch

@@ -124,13 +124,17 @@ class Stream:
                         continue
                     samples, count, hit = piece
                     frames += count
+                    if hit:
+                        flags.append(f"Sentence {number + 1} hit the length limit and may be cut off.")
+                    if not len(samples):  # frames a decoder holds for context, or an empty closing piece
+                        if self.heartbeat:
+                            yield None
+                        continue
                     if first_audio is None:
                         first_audio = time.perf_counter() - started
                     pieces.append(samples)
                     yield Chunk(samples, index, number, count, time.perf_counter() - started)
                     index += 1
-                    if hit:
-                        flags.append(f"Sentence {number + 1} hit the length limit and may be cut off.")
         finally:
             lock.release()  # nothing runs beside this thread: generation has stopped
         total = time.perf_counter() - started
@@ -159,21 +163,27 @@ class Stream:
         want = next(sizes)
         pending: list = []
         produced = 0
+        started = False  # whether this sentence has sent audio (its first audio fades in)
         held = np.zeros(0, np.float32)  # the tail kept back for a fade-out
 
+        def deliver(samples: np.ndarray, count: int):
+            nonlocal started, held
+            if fade_in and not started and len(samples):
+                samples = _fade(samples, rising=True)
+            started = started or bool(len(samples))
+            if fade_out:
+                samples = np.concatenate([held, samples])
+                held, samples = samples[-FADE_SAMPLES:], samples[:-FADE_SAMPLES]
+            return samples, count, False
+
         def chunk():
-            nonlocal produced, held
+            nonlocal produced
             with torch.inference_mode():
                 samples = decoder.push(torch.stack(pending))
             count = len(pending)
             pending.clear()
             produced += count
-            if fade_in and produced == count:
-                samples = _fade(samples, rising=True)
-            if fade_out:
-                samples = np.concatenate([held, samples])
-                held, samples = samples[-FADE_SAMPLES:], samples[:-FADE_SAMPLES]
-            return samples, count, False
+            return deliver(samples, count)
 
         frames = engine.generate_frames(self.request, text, limit, generator)
         try:
@@ -192,6 +202,10 @@ class Stream:
                 raise Cancelled("Generation was stopped.")
             if pending:
                 yield chunk()
+            with torch.inference_mode():
+                tail = decoder.finish()  # audio a decoder held back for context, if any
+            if len(tail):
+                yield deliver(tail, 0)
         finally:
             frames.close()
         self._frames_left -= produced
