@@ -70,6 +70,7 @@ class ChatterboxEngine(Engine):
     """Chatterbox-Turbo: English, cloning from reference audio alone, paralinguistic tags such as [laugh]."""
 
     name = "chatterbox-turbo"
+    label = "Chatterbox-Turbo"
     capabilities = Capabilities(languages=("English",), modes=("xvector",), streaming="token", tags=True,
                                 sample_rate=SAMPLE_RATE, frame_rate=TOKEN_RATE)
 

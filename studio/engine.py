@@ -20,7 +20,7 @@ import threading
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -102,6 +102,14 @@ class VoicePrompt:
 
     def tensor(self, name: str) -> "torch.Tensor | None":
         return self.tensors.get(name)
+
+
+class Generated(NamedTuple):
+    """One take of a one-shot request."""
+
+    samples: np.ndarray
+    seed: int
+    frames: int  # generated, before any closing silence a decoder adds
 
 
 @dataclass(frozen=True)
@@ -230,6 +238,7 @@ class Engine:
     """
 
     name = "engine"
+    label = "This engine"  # as users know it, for messages
     capabilities = Capabilities()
 
     def __init__(self, settings: Settings):
@@ -296,11 +305,27 @@ class Engine:
     def languages(self) -> tuple[str, ...]:
         return self.capabilities.languages
 
+    def language_for(self, language: str | None) -> str:
+        """The language to speak: Auto on a one-language engine is that language; others are refused clearly."""
+        name = normalise_language(language)
+        spoken = self.languages()
+        if name in spoken:
+            return name
+        if name == "Auto" and len(spoken) == 1:
+            return spoken[0]
+        raise InvalidInput(f"{self.label} speaks {', '.join(spoken)} only, not {name}. Choose "
+                           f"{'that' if len(spoken) == 1 else 'one of those'}, or another engine.")
+
+    def mode_for(self, mode: str | None) -> str:
+        """The cloning mode used for `mode`: an engine with one way of cloning always uses it."""
+        if mode not in MODES:
+            raise InvalidInput(f"Cloning mode must be one of {', '.join(MODES)}.")
+        return mode if mode in self.capabilities.modes else self.capabilities.modes[0]
+
     # -- prompts -----------------------------------------------------------------------------
     def make_prompt(self, clip: audio.Clip, ref_text: str | None, mode: str = "icl") -> VoicePrompt:
         """Encode reference audio (and its transcript in ICL mode) into a reusable prompt."""
-        if mode not in self.capabilities.modes:
-            raise InvalidInput(f"Cloning mode must be one of {', '.join(self.capabilities.modes)}.")
+        mode = self.mode_for(mode)
         ref_text = check_ref_text(ref_text, mode, self.settings.max_ref_text_chars)
         audio.require_speech_level(clip)
         clip = audio.resample(clip, self.capabilities.sample_rate)
@@ -332,7 +357,7 @@ class Engine:
     # -- synthesis ---------------------------------------------------------------------------
     def check_request(self, request: SynthesisRequest) -> SynthesisRequest:
         text = validate_text(request.text, self.settings.max_text_chars)
-        language = normalise_language(request.language, self.languages())
+        language = self.language_for(request.language)
         request.sampling.validate()
         if request.prompt.fingerprint != self.fingerprint:
             raise InvalidInput("This voice prompt was made by a different model; rebuild it from its reference.")
@@ -383,11 +408,12 @@ class Engine:
     def synthesize(self, request: SynthesisRequest, should_stop: Callable[[], bool] | None = None
                    ) -> tuple[np.ndarray, int]:
         """Generate the whole take, then decode it (no streaming). Returns (samples, seed)."""
-        return self.synthesize_takes(request, 1, should_stop)[0]
+        made = self.synthesize_takes(request, 1, should_stop)[0]
+        return made.samples, made.seed
 
     def synthesize_takes(self, request: SynthesisRequest, takes: int = 1,
-                         should_stop: Callable[[], bool] | None = None) -> list[tuple[np.ndarray, int]]:
-        """`takes` takes of one request in one batch, with seeds seed, seed+1, ...; [(samples, seed)].
+                         should_stop: Callable[[], bool] | None = None) -> list["Generated"]:
+        """`takes` takes of one request in one batch, with seeds seed, seed+1, ...
 
         `should_stop` is asked between frames, so a cancelled request ends within a frame.
         """
@@ -412,8 +438,8 @@ class Engine:
             finally:
                 made.close()
             with torch.inference_mode():
-                    return [(self.decode(torch.stack(kept), request.prompt) if kept else np.zeros(0, np.float32),
-                         seed) for kept, seed in zip(frames, seeds)]
+                return [Generated(self.decode(torch.stack(kept), request.prompt) if kept else
+                                  np.zeros(0, np.float32), seed, len(kept)) for kept, seed in zip(frames, seeds)]
 
 
 def check_ref_text(ref_text: str | None, mode: str, max_chars: int) -> str:

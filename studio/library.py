@@ -199,7 +199,7 @@ def prompt_from_bytes(data: bytes, voice: Voice, fingerprint: str, engine: Engin
     except (SafetensorError, ValueError, RuntimeError) as error:
         raise InvalidInput(f"Voice {voice.name!r} has a damaged prompt file.") from error
     try:
-        return engine.prompt_from_tensors(tensors, voice.mode, voice.ref_text, fingerprint)
+        return engine.prompt_from_tensors(tensors, engine.mode_for(voice.mode), voice.ref_text, fingerprint)
     except InvalidInput as error:
         raise InvalidInput(f"Voice {voice.name!r}: {error}") from error
 
@@ -574,7 +574,7 @@ class Library:
         if not voice.has_reference:
             raise InvalidInput(f"Voice {voice.name!r} was imported as a prompt for another model and has no "
                                "reference audio to rebuild it from.")
-        prompt = engine.make_prompt(self.reference(voice), voice.ref_text, voice.mode)
+        prompt = engine.make_prompt(self.reference(voice), voice.ref_text, engine.mode_for(voice.mode))
         with self.lock():
             current = self.find(voice.name)
             if current is not None and current.folder == voice.folder:

@@ -38,6 +38,7 @@ class QwenEngine(Engine):
     """One shared Qwen3-TTS Base model; safe to call from many threads."""
 
     name = "qwen"
+    label = "Qwen3-TTS"
     capabilities = Capabilities(languages=LANGUAGES, modes=MODES, streaming="frame")
 
     def _load(self):

@@ -12,13 +12,14 @@ its original upload), and how long temporary files live.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
 from . import archive, audio, streaming
-from .config import SAMPLE_RATE, SAMPLES_PER_FRAME, Settings
+from .config import Settings
 from .engine import (MAX_TAKES, Engine, Sampling, SynthesisRequest, VoicePrompt, check_ref_text, create_engine,
                      frame_budget)
 from .errors import InvalidInput, ModelUnavailable
@@ -46,6 +47,7 @@ class SpeakRequest:
     mode: str = "icl"
     sampling: Sampling = field(default_factory=Sampling)
     voice_mode: str | None = None  # hear a library voice in the other cloning mode
+    engine: str | None = None  # None: the default engine (--engine)
 
 
 @dataclass(frozen=True)
@@ -74,10 +76,12 @@ class Column:
     reference: str | Path | None = None
     ref_text: str | None = None
     mode: str | None = None  # None: the voice's own mode (ICL for a reference)
+    engine: str | None = None  # None: the default engine
 
     def label(self) -> str:
         name = self.voice or "Reference clip"
-        return f"{name} ({self.mode})" if self.mode else name
+        details = ", ".join(filter(None, [self.engine, self.mode]))
+        return f"{name} ({details})" if details else name
 
 
 @dataclass(frozen=True)
@@ -134,7 +138,9 @@ class Studio:
     def __init__(self, settings: Settings, engine: Engine | None = None, library: Library | None = None,
                  transcriber: Transcriber | None = None):
         self.settings = settings
-        self.engine = engine or create_engine(settings)
+        self.engine = engine or create_engine(settings, settings.engine)  # the default engine
+        self.engines = {self.engine.name: self.engine}  # others are created when first asked for
+        self._engines_lock = threading.Lock()
         self.library = library or Library(settings.voices_dir, settings.max_upload_bytes,
                                           settings.max_reference_seconds)
         self.transcriber = transcriber or Transcriber(settings.whisper_model, settings.device)
@@ -210,37 +216,49 @@ class Studio:
         return report
 
     # -- synthesis ---------------------------------------------------------------------------
+    def engine_for(self, name: str | None) -> Engine:
+        """The engine called `name` (None or empty: the default one), created once, loaded on first use."""
+        if not name or name == self.engine.name:
+            return self.engine
+        with self._engines_lock:
+            if name not in self.engines:
+                self.engines[name] = create_engine(self.settings, name)
+            return self.engines[name]
+
     def prompt_for(self, voice: str | None, reference=None, ref_text: str | None = None, mode: str = "icl",
-                   voice_mode: str | None = None) -> VoicePrompt:
+                   voice_mode: str | None = None, engine: Engine | None = None) -> VoicePrompt:
         """A library voice by name; else the uploaded reference; else the library's default voice.
 
         `voice_mode` hears a library voice in the other cloning mode (built from its reference).
+        Every engine hears the same saved voice: its prompt is cached per engine and model.
         """
-        modes = self.engine.capabilities.modes
-        if voice_mode is not None and voice_mode not in modes:
-            raise InvalidInput(f"Cloning mode must be one of {', '.join(modes)}.")
+        engine = engine or self.engine
+        if voice_mode is not None:
+            voice_mode = engine.mode_for(voice_mode)
         if voice and voice.strip():
             saved = self.library.get(voice)
-            if voice_mode and voice_mode != saved.mode:
-                return self.engine.make_prompt(self.library.reference(saved), saved.ref_text, voice_mode)
-            return self.library.prompt(saved, self.engine)
+            if voice_mode and voice_mode != engine.mode_for(saved.mode):
+                return engine.make_prompt(self.library.reference(saved), saved.ref_text, voice_mode)
+            return self.library.prompt(saved, engine)
         if reference:
-            return self.engine.make_prompt(self.reference_clip(reference), ref_text, mode)
+            return engine.make_prompt(self.reference_clip(reference), ref_text, mode)
         default = self.library.default()
         if default is None:
             raise InvalidInput("Choose a voice from the library or upload a reference clip of the voice to clone.")
-        return self.library.prompt(default, self.engine)
+        return self.library.prompt(default, engine)
 
-    def resolve(self, request: SpeakRequest, progress: Progress | None = None) -> SynthesisRequest:
-        """Check a request (cheap checks first, so a typo is reported before any model work)."""
+    def resolve(self, request: SpeakRequest, progress: Progress | None = None) -> tuple[Engine, SynthesisRequest]:
+        """The engine and the checked request (cheap checks first, so a typo is reported before any model work)."""
+        engine = self.engine_for(request.engine)
         text = validate_text(request.text, self.settings.max_text_chars)
-        language = normalise_language(request.language)
+        language = engine.language_for(request.language)
         request.sampling.validate()
         if request.reference and not (request.voice or "").strip():
-            check_ref_text(request.ref_text, request.mode, self.settings.max_ref_text_chars)
-        self.engine.load(progress=progress)
-        prompt = self.prompt_for(request.voice, request.reference, request.ref_text, request.mode, request.voice_mode)
-        return self.engine.check_request(SynthesisRequest(text, language, prompt, request.sampling))
+            check_ref_text(request.ref_text, engine.mode_for(request.mode), self.settings.max_ref_text_chars)
+        engine.load(progress=progress)
+        prompt = self.prompt_for(request.voice, request.reference, request.ref_text, request.mode, request.voice_mode,
+                                 engine)
+        return engine, engine.check_request(SynthesisRequest(text, language, prompt, request.sampling))
 
     def synthesize(self, request: SpeakRequest, should_stop: Callable[[], bool] | None = None,
                    progress: Progress | None = None) -> streaming.Take:
@@ -253,28 +271,29 @@ class Studio:
         if not isinstance(takes, int) or not 1 <= takes <= MAX_TAKES:
             raise InvalidInput(f"Takes must be a whole number from 1 to {MAX_TAKES}.")
         started = time.perf_counter()
-        resolved = self.resolve(request, progress)
+        engine, resolved = self.resolve(request, progress)
         deadline = time.monotonic() + self.settings.max_generation_seconds
 
         def stop() -> bool:
             return time.monotonic() >= deadline or (should_stop is not None and should_stop())
 
-        results = self.engine.synthesize_takes(resolved, takes, should_stop=stop)
+        results = engine.synthesize_takes(resolved, takes, should_stop=stop)
         total = time.perf_counter() - started
         limit = resolved.sampling.max_frames or frame_budget(resolved.text)
         out = []
-        for samples, seed in results:
-            frames = len(samples) // SAMPLES_PER_FRAME
+        for samples, seed, frames in results:
             flags = ["The take hit the length limit and may be cut off."] if frames >= limit else []
             if time.monotonic() >= deadline:
                 flags.append("The take reached the generation time budget and was cut off.")
-            out.append(streaming.Take(samples, SAMPLE_RATE, seed, frames, total, total, 1, flags))
+            out.append(streaming.Take(samples, engine.capabilities.sample_rate, seed, frames, total, total, 1,
+                                      flags))
         return out
 
     def stream(self, request: SpeakRequest, heartbeat: bool = False, progress: Progress | None = None
                ) -> streaming.Stream:
         """Chunks while the model generates; iterate it, then read `.take`."""
-        return streaming.stream(self.engine, self.resolve(request, progress), heartbeat=heartbeat)
+        engine, resolved = self.resolve(request, progress)
+        return streaming.stream(engine, resolved, heartbeat=heartbeat)
 
     # -- quality -----------------------------------------------------------------------------
     def score_take(self, take, reference=None, text: str = "", language: str = "Auto",
@@ -338,15 +357,19 @@ class Studio:
         if not 0 <= request.seed < 2**32:
             raise InvalidInput("Seed must be a whole number from 0 to 4294967295.")
         request.sampling.validate()
-        self.engine.load()
-        prompts = [self._column_prompt(column) for column in request.columns]
+        engines = [self.engine_for(column.engine) for column in request.columns]
+        languages = [engine.language_for(language) for engine in engines]
+        for engine in engines:
+            engine.load()
+        prompts = [self._column_prompt(column, engine) for column, engine in zip(request.columns, engines)]
         references = [self._column_reference(column) for column in request.columns]
         results = []
         for index, (column, prompt, reference) in enumerate(zip(request.columns, prompts, references)):
             scored = []
             for number in range(request.takes):
                 sampling = replace(request.sampling, seed=(request.seed + number) % 2**32)
-                take_stream = streaming.stream(self.engine, SynthesisRequest(text, language, prompt, sampling))
+                take_stream = streaming.stream(engines[index], SynthesisRequest(text, languages[index], prompt,
+                                                                                sampling))
                 for chunk in take_stream:
                     yield "chunk", index, number, chunk.samples
                 take = ScoredTake(take_stream.take, self._score(take_stream.take, text, language, reference))
@@ -362,12 +385,12 @@ class Studio:
                 return event[1]
         raise AssertionError("compare ended without a result")
 
-    def _column_prompt(self, column: Column) -> VoicePrompt:
+    def _column_prompt(self, column: Column, engine: Engine) -> VoicePrompt:
         if column.voice:
-            return self.prompt_for(column.voice, voice_mode=column.mode)
+            return self.prompt_for(column.voice, voice_mode=column.mode, engine=engine)
         if not column.reference:
             raise InvalidInput("Each column needs a library voice or a reference clip.")
-        return self.prompt_for(None, column.reference, column.ref_text, column.mode or "icl")
+        return self.prompt_for(None, column.reference, column.ref_text, column.mode or "icl", engine=engine)
 
     def _column_reference(self, column: Column) -> audio.Clip | None:
         if column.voice:

@@ -366,14 +366,14 @@ def whisper_base(directory: str | Path) -> Path:
 # -- Chatterbox-Turbo (ONNX) ----------------------------------------------------------------------
 
 def build_chatterbox(directory: str | Path, hidden: int = 32, layers: int = 24, heads: int = 2, head_dim: int = 8,
-                     seed: int = 0) -> Path:
+                     seed: int = 0, stop_bias: float = 12.0) -> Path:
     """Four tiny random ONNX graphs named, shaped and typed like `ResembleAI/chatterbox-turbo-ONNX`, and a tokenizer.
 
     Inputs and outputs (names, ranks, dtypes) follow ResembleAI's published usage code for
     that export (see `studio/chatterbox.py`): `speech_encoder` audio_values [b, samples] ->
     audio_features [b, n, hidden], audio_tokens [b, n] int64, speaker_embeddings [b, 192],
     speaker_features [b, 2n, 80]; `embed_tokens` input_ids [b, t] int64 -> inputs_embeds;
-    `language_model` inputs_embeds, attention_mask, position_ids and
+    `language_model` (GPT-2 shaped: attention and a 4x MLP per layer) inputs_embeds, attention_mask, position_ids and
     past_key_values.<i>.key/.value [b, heads, past, head_dim] for 24 layers -> logits
     [b, t, 6563] and present.<i>.key/.value; `conditional_decoder` speech_tokens [b, n] int64,
     speaker_embeddings, speaker_features -> waveform [b, samples], 960 per token after the
@@ -390,7 +390,7 @@ def build_chatterbox(directory: str | Path, hidden: int = 32, layers: int = 24, 
     vocab = 6563
     encoder, embed, language_model, decoder = _chatterbox_modules()
     modules = {"speech_encoder": encoder(hidden), "embed_tokens": embed(vocab, hidden),
-               "language_model": language_model(hidden, layers, heads, head_dim, vocab),
+               "language_model": language_model(hidden, layers, heads, head_dim, vocab, stop_bias),
                "conditional_decoder": decoder(vocab)}
     past = [f"past_key_values.{i}.{kind}" for i in range(layers) for kind in ("key", "value")]
     present = [name.replace("past_key_values", "present") for name in past]
@@ -476,23 +476,27 @@ def _chatterbox_modules():
     class LanguageModel(nn.Module):
         """GPT-2 style attention over a cache passed in and out; random weights."""
 
-        def __init__(self, hidden, layers, heads, head_dim, vocab):
+        def __init__(self, hidden, layers, heads, head_dim, vocab, stop_bias=0.0):
             super().__init__()
             self.heads, self.head_dim = heads, head_dim
             self.positions = nn.Embedding(8192, hidden)
             self.qkv = nn.ModuleList([nn.Linear(hidden, 3 * heads * head_dim) for _ in range(layers)])
             self.out = nn.ModuleList([nn.Linear(heads * head_dim, hidden) for _ in range(layers)])
+            self.mlp = nn.ModuleList([nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, 4 * hidden), nn.GELU(),
+                                                    nn.Linear(4 * hidden, hidden)) for _ in range(layers)])
             self.norm = nn.LayerNorm(hidden)
             self.head = nn.Linear(hidden, vocab)
             with torch.no_grad():
                 self.head.weight.mul_(8)  # peaked enough that sampling is not a coin toss
+                self.head.bias[6562] = stop_bias  # the stop token: likely enough that takes end on their own
 
         def forward(self, inputs_embeds, attention_mask, position_ids, *past):
             x = inputs_embeds + self.positions(position_ids)
             batch = x.shape[0]
             presents = []
-            for index, (qkv, out) in enumerate(zip(self.qkv, self.out)):
-                q, k, v = qkv(x).reshape(batch, -1, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+            for index, (qkv, out, mlp) in enumerate(zip(self.qkv, self.out, self.mlp)):
+                parts = qkv(x).reshape(batch, -1, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+                q, k, v = parts[0], parts[1], parts[2]
                 k = torch.cat([past[2 * index], k], dim=2)
                 v = torch.cat([past[2 * index + 1], v], dim=2)
                 presents += [k, v]
@@ -503,6 +507,7 @@ def _chatterbox_modules():
                     attention_mask[:, None, None, :] > 0)
                 weights = scores.masked_fill(~allowed, -1e9).softmax(dim=-1)
                 x = x + out((weights @ v).transpose(1, 2).reshape(batch, -1, self.heads * self.head_dim))
+                x = x + mlp(x)
             return (self.head(self.norm(x)), *presents)
 
     class Decoder(nn.Module):

@@ -20,7 +20,7 @@ import gradio as gr
 import numpy as np
 
 from . import audio
-from .config import SAMPLE_RATE, Settings
+from .config import ENGINES, SAMPLE_RATE, Settings
 from .engine import MAX_TAKES, Engine, Sampling
 from .errors import InvalidInput, StudioError
 from .languages import LANGUAGES
@@ -130,7 +130,7 @@ def take_details(take) -> dict:
 
 
 def speak_request(text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
-                  repetition_penalty, seed, max_frames) -> SpeakRequest:
+                  repetition_penalty, seed, max_frames, engine=None) -> SpeakRequest:
     """The Preview form's values as a core request (-1 seed: random; 0 max frames: from the text)."""
     try:
         seed = None if seed is None or int(seed) < 0 else int(seed)
@@ -140,7 +140,7 @@ def speak_request(text, language, voice, reference, ref_text, mode, temperature,
     except (TypeError, ValueError, OverflowError) as error:
         raise InvalidInput("Sampling settings must be numbers.") from error
     return SpeakRequest(text=text, language=language, voice=voice, reference=reference, ref_text=ref_text,
-                        mode=mode or "icl", sampling=sampling)
+                        mode=mode or "icl", sampling=sampling, engine=engine or None)
 
 
 def clean_options(mono=True, resample=True, remove_dc=True, trim_silence=True, normalize=True, denoise=False,
@@ -153,11 +153,26 @@ def clean_options(mono=True, resample=True, remove_dc=True, trim_silence=True, n
 
 
 def column_from_text(value: str) -> Column:
-    """ "Sakura" or "Sakura:xvector" (a library voice heard in another cloning mode)."""
+    """ "Sakura", "Sakura:xvector" (another cloning mode), "Sakura@chatterbox-turbo" (another engine), or both."""
     if not isinstance(value, str) or not value.strip():
-        raise InvalidInput('Each voice to compare is a name, optionally with a mode: "Sakura" or "Sakura:xvector".')
+        raise InvalidInput('Each voice to compare is a name, optionally with a mode and an engine: "Sakura", '
+                           '"Sakura:xvector", "Sakura@chatterbox-turbo".')
+    value, engine = value, ""
+    if "@" in value and value.rpartition("@")[2] in ENGINES:
+        value, _, engine = value.rpartition("@")
     name, _, mode = value.rpartition(":") if value.endswith((":icl", ":xvector")) else (value, "", "")
-    return Column(voice=name.strip(), mode=mode or None)
+    return Column(voice=name.strip(), mode=mode or None, engine=engine or None)
+
+
+def engine_note(engine: Engine) -> str:
+    """What an engine can do, in a line, so the form explains what it offers."""
+    caps = engine.capabilities
+    languages = "English only" if caps.languages == ("English",) else f"{len(caps.languages) - 1} languages and Auto"
+    modes = ("ICL (audio + transcript) or x-vector only" if len(caps.modes) > 1
+             else "clones from the reference audio alone (no transcript needed)")
+    tags = "; paralinguistic tags such as [laugh], [sigh], [chuckle]" if caps.tags else ""
+    unit = 1000 / caps.frame_rate
+    return f"**{engine.label}**: {languages}; {modes}{tags}; streams in steps of {unit:.0f} ms."
 
 
 def sampling_record(sampling: Sampling) -> dict:
@@ -232,14 +247,16 @@ class StudioUI:
     # -- synthesis endpoints -----------------------------------------------------------------
     def synthesize(self, text, language="English", voice=None, reference=None, ref_text=None, mode="icl",
                    temperature=0.9, top_p=1.0, top_k=50, repetition_penalty=1.05, seed=-1, max_frames=0,
-                   retries=0, progress=gr.Progress(track_tqdm=True)):
+                   retries=0, engine="", progress=gr.Progress(track_tqdm=True)):
         """Speak `text` in a cloned voice (one shot). Returns a 24 kHz WAV and a summary.
+
+        `engine` picks the TTS engine ("" = the server's default): qwen or chatterbox-turbo.
 
         Generation runs in a worker while this generator yields no-op updates: Gradio can only stop a
         request between items, so a cancel or a disconnect then ends generation within a frame.
         """
         request = speak_request(text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
-                                repetition_penalty, seed, max_frames)
+                                repetition_penalty, seed, max_frames, engine)
 
         def work(stop):
             take = self.studio.synthesize(request, should_stop=stop.is_set, progress=progress_reporter(progress))
@@ -250,13 +267,13 @@ class StudioUI:
 
     def synthesize_takes(self, text, language="English", voice=None, reference=None, ref_text=None, mode="icl",
                          temperature=0.9, top_p=1.0, top_k=50, repetition_penalty=1.05, seed=-1, max_frames=0,
-                         takes=2, progress=gr.Progress(track_tqdm=True)):
+                         takes=2, engine="", progress=gr.Progress(track_tqdm=True)):
         """Several takes of one line in one batch (seeds seed, seed+1, ...), at about the cost of one.
 
         Returns their 24 kHz WAV files and, per take, its seed, duration, frames and flags (JSON).
         """
         request = speak_request(text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
-                                repetition_penalty, seed, max_frames)
+                                repetition_penalty, seed, max_frames, engine)
         made = yield from in_worker(lambda stop: self.studio.synthesize_takes(
             request, whole_number(takes, "Takes"), should_stop=stop.is_set, progress=progress_reporter(progress)),
             (gr.skip(), gr.skip()))
@@ -264,12 +281,12 @@ class StudioUI:
         yield files, [take_details(t) for t in made]
 
     def preview_takes(self, text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
-                      repetition_penalty, seed, max_frames, retries=0, takes=1,
+                      repetition_penalty, seed, max_frames, retries=0, takes=1, engine="",
                       progress=gr.Progress(track_tqdm=True)):
         """The Preview's one-shot button: one take (with retries), or several side by side to pick from."""
         count = whole_number(takes, "Takes")
         request = speak_request(text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
-                                repetition_penalty, seed, max_frames)
+                                repetition_penalty, seed, max_frames, engine)
         report = progress_reporter(progress)
 
         def work(stop):
@@ -292,7 +309,7 @@ class StudioUI:
         yield (to_gradio_audio(made[0].samples, made[0].rate), summary, *players)
 
     def stream(self, text, language="English", voice=None, reference=None, ref_text=None, mode="icl",
-               temperature=0.9, top_p=1.0, top_k=50, repetition_penalty=1.05, seed=-1, max_frames=0):
+               temperature=0.9, top_p=1.0, top_k=50, repetition_penalty=1.05, seed=-1, max_frames=0, engine=""):
         """Same inputs as synthesize; yields one 24 kHz WAV per chunk while generation runs (for scripts).
 
         Between chunks it yields a no-op update after each frame: Gradio can only close a generator
@@ -300,20 +317,22 @@ class StudioUI:
         one frame. Scripts keep the items that are file paths.
         """
         request = speak_request(text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
-                                repetition_penalty, seed, max_frames)
-        for chunk in self.studio.stream(request, heartbeat=True):
+                                repetition_penalty, seed, max_frames, engine)
+        take_stream = self.studio.stream(request, heartbeat=True)
+        for chunk in take_stream:
             if chunk is None or not len(chunk.samples):
                 yield gr.skip()
             else:
-                yield to_gradio_audio(chunk.samples, self.studio.engine.capabilities.sample_rate)
+                yield to_gradio_audio(chunk.samples, take_stream.engine.capabilities.sample_rate)
 
     def preview_stream(self, text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
-                       repetition_penalty, seed, max_frames, retries=0, progress=gr.Progress(track_tqdm=True)):
+                       repetition_penalty, seed, max_frames, retries=0, engine="",
+                       progress=gr.Progress(track_tqdm=True)):
         """The Preview player: chunks to the streaming player, then the whole take and its timings."""
         request = speak_request(text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
-                                repetition_penalty, seed, max_frames)
+                                repetition_penalty, seed, max_frames, engine)
         take_stream = self.studio.stream(request, heartbeat=True, progress=progress_reporter(progress))
-        rate = self.studio.engine.capabilities.sample_rate
+        rate = take_stream.engine.capabilities.sample_rate
         for chunk in take_stream:
             if chunk is None or not len(chunk.samples):
                 yield gr.skip(), gr.skip(), gr.skip()
@@ -539,6 +558,9 @@ class StudioUI:
         p = {}
         with gr.Row():
             with gr.Column():
+                p["engine"] = gr.Dropdown(self.engine_choices(), value=self.studio.engine.name, label="Engine",
+                                          elem_id="preview-engine")
+                p["engine_note"] = gr.Markdown(engine_note(self.studio.engine), elem_id="engine-note")
                 # Custom values: voices saved after the page was built are valid too; the library checks names.
                 p["voice"] = gr.Dropdown(self.voice_choices(), value="", label="Voice", allow_custom_value=True,
                                          info="A library voice, or the reference clip below (when none is "
@@ -590,12 +612,12 @@ class StudioUI:
         inputs = [p[k] for k in ("text", "language", "voice", "reference", "ref_text", "mode", "temperature",
                                  "top_p", "top_k", "repetition_penalty", "seed", "max_frames")]
         limit = self.settings.concurrency
-        streamed = p["stream"].click(user_errors(self.preview_stream), inputs=inputs + [p["retries"]],
+        streamed = p["stream"].click(user_errors(self.preview_stream), inputs=inputs + [p["retries"], p["engine"]],
                                      outputs=[p["player"], p["take"], p["summary"]], api_visibility="private",
                                      concurrency_limit=limit)
         streamed.then(self.status, outputs=status, api_visibility="private")
         one_shot = p["synthesize"].click(user_errors(self.preview_takes),
-                                         inputs=inputs + [p["retries"], p["takes"]],
+                                         inputs=inputs + [p["retries"], p["takes"], p["engine"]],
                                          outputs=[p["take"], p["summary"], *p["takes_players"]],
                                          api_visibility="private", concurrency_limit=limit)
         one_shot.then(self.status, outputs=status, api_visibility="private")
@@ -603,19 +625,36 @@ class StudioUI:
         # Scripts: the same actions as named endpoints (hidden buttons; the visible ones above are private).
         api_take = gr.Audio(type="filepath", visible=False)
         api_summary = gr.Markdown(visible=False)
-        gr.Button(visible=False).click(user_errors(self.synthesize), inputs=inputs + [p["retries"]],
+        gr.Button(visible=False).click(user_errors(self.synthesize), inputs=inputs + [p["retries"], p["engine"]],
                                        outputs=[api_take, api_summary], api_name="synthesize",
                                        concurrency_limit=limit)
         api_takes = gr.File(file_count="multiple", visible=False)
         api_details = gr.JSON(visible=False)
-        gr.Button(visible=False).click(user_errors(self.synthesize_takes), inputs=inputs + [p["takes"]],
+        gr.Button(visible=False).click(user_errors(self.synthesize_takes),
+                                       inputs=inputs + [p["takes"], p["engine"]],
                                        outputs=[api_takes, api_details], api_name="synthesize_takes",
                                        concurrency_limit=limit)
         # A plain WAV output reaches gradio_client as one file per chunk.
         api_chunks = gr.Audio(type="numpy", format="wav", visible=False)
-        gr.Button(visible=False).click(user_errors(self.stream), inputs=inputs, outputs=api_chunks,
+        gr.Button(visible=False).click(user_errors(self.stream), inputs=inputs + [p["engine"]], outputs=api_chunks,
                                        api_name="stream", concurrency_limit=limit)
         p["reference"].upload(lambda: None, outputs=p["original"], api_visibility="private")
+        p["engine"].change(user_errors(self.engine_form), inputs=[p["engine"], p["language"], p["mode"]],
+                           outputs=[p["language"], p["mode"], p["engine_note"]], api_visibility="private")
+
+    def engine_choices(self) -> list[tuple[str, str]]:
+        return [(self.studio.engine_for(name).label, name) for name in ENGINES]
+
+    def engine_form(self, name, language, mode):
+        """Offer only what the chosen engine can do: its languages and cloning modes, and say what it is."""
+        engine = self.studio.engine_for(name)
+        caps = engine.capabilities
+        languages = list(caps.languages)
+        modes = [choice for choice in MODE_CHOICES if choice[1] in caps.modes]
+        language = language if language in languages else languages[0]
+        mode = mode if mode in caps.modes else modes[0][1]
+        return (gr.update(choices=languages, value=language), gr.update(choices=modes, value=mode),
+                engine_note(engine))
 
     def _compare_layout(self) -> dict:
         gr.Markdown("The same line in several voices, or one voice in both cloning modes, side by side, each take "
@@ -639,6 +678,8 @@ class StudioUI:
                                               label=f"Column {index + 1}", allow_custom_value=True,
                                               elem_id=f"compare-source-{index}"),
                         "mode": gr.Radio(COLUMN_MODES, value="", label="Cloning mode"),
+                        "engine": gr.Dropdown([("Default engine", "")] + self.engine_choices(), value="",
+                                              label="Engine", elem_id=f"compare-engine-{index}"),
                         "take": gr.Audio(label="Best take", type="filepath", interactive=False,
                                          elem_id=f"compare-take-{index}"),
                         "picture": gr.Image(label="Waveform and spectrogram", type="filepath", interactive=False),
@@ -676,17 +717,19 @@ class StudioUI:
             return [gr.skip()] * len(outputs)
 
         def run(text, language, seed, takes, max_frames, reference, ref_text, *picked):
-            sources, modes = picked[:MAX_COLUMNS], picked[MAX_COLUMNS:]
+            sources, modes = picked[:MAX_COLUMNS], picked[MAX_COLUMNS:2 * MAX_COLUMNS]
+            engines = picked[2 * MAX_COLUMNS:]
             chosen = []
-            for index, (source, mode) in enumerate(zip(sources, modes)):
+            for index, (source, mode, engine) in enumerate(zip(sources, modes, engines)):
                 if not source:
                     continue
                 if source == REFERENCE_COLUMN:
                     if not reference:
                         raise InvalidInput("A column uses the reference clip: upload one on the Preview tab first.")
-                    chosen.append((index, Column(reference=reference, ref_text=ref_text, mode=mode or None)))
+                    chosen.append((index, Column(reference=reference, ref_text=ref_text, mode=mode or None,
+                                                 engine=engine or None)))
                 else:
-                    chosen.append((index, Column(voice=source, mode=mode or None)))
+                    chosen.append((index, Column(voice=source, mode=mode or None, engine=engine or None)))
             if len(chosen) < 2:
                 raise InvalidInput("Choose at least two columns to compare.")
             request = self._compare_request(text, language, [col for _, col in chosen], seed, takes, max_frames)
@@ -713,6 +756,7 @@ class StudioUI:
                         base = index * len(per_column)
                         update[base:base + 3] = [str(take_path), str(picture_path), column_markdown(result)]
                         state.append(dict(index=index, voice=result.column.voice, mode=result.column.mode,
+                                          engine=result.column.engine or studio.engine.name,
                                           take=str(take_path), seed=best.take.seed, text=request.text,
                                           language=request.language, takes=request.takes,
                                           **sampling_record(request.sampling)))
@@ -722,7 +766,8 @@ class StudioUI:
         event = c["run"].click(user_errors(run),
                                inputs=[c["text"], c["language"], c["seed"], c["takes"], c["max_frames"],
                                        preview["reference"], preview["ref_text"],
-                                       *[col["source"] for col in columns], *[col["mode"] for col in columns]],
+                                       *[col["source"] for col in columns], *[col["mode"] for col in columns],
+                                       *[col["engine"] for col in columns]],
                                outputs=outputs, api_visibility="private",
                                concurrency_limit=self.settings.concurrency)
         c["stop"].click(None, cancels=[event])

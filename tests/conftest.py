@@ -33,11 +33,20 @@ def whisper_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def settings(tiny_checkpoint, whisper_dir, tmp_path_factory):
+def chatterbox_dir(tmp_path_factory) -> Path:
+    """Tiny random ONNX graphs with Chatterbox-Turbo's names, ranks and dtypes (studio.testing)."""
+    from studio.testing import build_chatterbox
+
+    return build_chatterbox(tmp_path_factory.mktemp("tiny-chatterbox"))
+
+
+@pytest.fixture(scope="session")
+def settings(tiny_checkpoint, whisper_dir, chatterbox_dir, tmp_path_factory):
     from studio.config import Settings
 
     return Settings(model=str(tiny_checkpoint), voices_dir=tmp_path_factory.mktemp("voices"),
-                    whisper_model=str(whisper_dir), device="cpu", dtype="float32")
+                    whisper_model=str(whisper_dir), device="cpu", dtype="float32",
+                    chatterbox_model=str(chatterbox_dir))
 
 
 @pytest.fixture(scope="session")

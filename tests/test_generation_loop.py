@@ -118,11 +118,12 @@ def test_batch_slots_are_reproducible_and_seeded_in_turn(engine, ja_clip):
     prompt = engine.make_prompt(clip, ref_text, "xvector")
     request = SynthesisRequest("One line, three takes.", "English", prompt, Sampling(seed=100, max_frames=10))
     takes = engine.synthesize_takes(request, 3)
-    assert [seed for _, seed in takes] == [100, 101, 102]
+    assert [take.seed for take in takes] == [100, 101, 102]
     again = engine.synthesize_takes(request, 3)
-    for (a, _), (b, _) in zip(takes, again):
-        assert a.shape == b.shape and (a == b).all()
-    assert not all(a.shape == takes[0][0].shape and (a == takes[0][0]).all() for a, _ in takes[1:])
+    for a, b in zip(takes, again):
+        assert a.samples.shape == b.samples.shape and (a.samples == b.samples).all()
+    first = takes[0].samples
+    assert not all(t.samples.shape == first.shape and (t.samples == first).all() for t in takes[1:])
 
 
 def test_takes_of_a_batch_end_at_different_frames(ending_engine, ja_clip):
@@ -130,10 +131,11 @@ def test_takes_of_a_batch_end_at_different_frames(ending_engine, ja_clip):
     prompt = ending_engine.make_prompt(clip, ref_text, "icl")
     request = SynthesisRequest(TEXTS[0], "English", prompt, Sampling(seed=5, max_frames=60))
     takes = ending_engine.synthesize_takes(request, 4)
-    frames = [len(samples) // 1920 for samples, _ in takes]
+    frames = [take.frames for take in takes]
+    assert [len(take.samples) for take in takes] == [n * 1920 for n in frames]
     assert len(set(frames)) >= 3 and min(frames) < 60, frames
     again = ending_engine.synthesize_takes(request, 4)
-    assert [len(samples) // 1920 for samples, _ in again] == frames
+    assert [take.frames for take in again] == frames
 
 
 def test_takes_are_bounded(engine, ja_clip):
