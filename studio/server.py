@@ -26,7 +26,7 @@ from fastapi import Request, WebSocket
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.websockets import WebSocketDisconnect
 
-from .config import Settings
+from .config import ENGINES, Settings
 from .engine import Sampling
 from .errors import Cancelled, InvalidInput, StudioError
 from .library import VoiceNotFound
@@ -142,6 +142,7 @@ class SessionOptions:
     rate: int
     encoding: str
     binary: bool
+    engine: str | None = None  # None: the default engine
 
 
 @dataclass
@@ -222,9 +223,13 @@ class SpeakSession:
             voice = (await asyncio.to_thread(library.get, voice)).name
         elif await asyncio.to_thread(library.default) is None:
             raise VoiceNotFound("The library has no default voice; name one with \"voice\".")
+        engine = message.get("engine") or None
+        if engine is not None and engine not in ENGINES:
+            raise InvalidInput(f"engine must be one of: {', '.join(ENGINES)}.")
+        modes = self.studio.engine_for(engine).capabilities.modes
         mode = message.get("mode")
-        if mode is not None and mode not in self.studio.engine.capabilities.modes:
-            raise InvalidInput(f"mode must be one of: {', '.join(self.studio.engine.capabilities.modes)}.")
+        if mode is not None and mode not in modes:
+            raise InvalidInput(f"mode must be one of: {', '.join(modes)}.")
         if mode and not voice:
             voice = (await asyncio.to_thread(library.default)).name
         binary = message.get("binary", False)
@@ -233,6 +238,7 @@ class SpeakSession:
         self.options = SessionOptions(
             voice=voice or None,
             mode=mode,
+            engine=engine,
             language=normalise_language(message.get("language") or "English"),
             sampling=sampling_from(message),
             rate=check_rate(message.get("sample_rate", 24000)),
@@ -286,9 +292,9 @@ class SpeakSession:
     async def _speak(self, utterance: Utterance) -> None:
         options = self.options
         request = SpeakRequest(utterance.text, options.language, voice=options.voice, sampling=options.sampling,
-                               voice_mode=options.mode)
+                               voice_mode=options.mode, engine=options.engine)
         pump = utterance.pump = ChunkPump(lambda: self.studio.stream(request))
-        resampler = Resampler(self.studio.engine.capabilities.sample_rate, options.rate)
+        resampler = Resampler(self.studio.engine_for(options.engine).capabilities.sample_rate, options.rate)
         total, index = 0, 0
         try:
             while True:
@@ -362,7 +368,9 @@ def speech_request(body: dict) -> tuple[SpeakRequest, str]:
     if speed != 1.0:
         raise InvalidInput("This model speaks at its own pace: only 'speed' 1.0 is supported.")
     language = body.get("language") or "Auto"
-    return SpeakRequest(text, language, voice=voice, sampling=sampling_from(body)), response_format
+    model = body.get("model")
+    engine = model if isinstance(model, str) and model in ENGINES else None  # else the default engine
+    return SpeakRequest(text, language, voice=voice, sampling=sampling_from(body), engine=engine), response_format
 
 
 def add_routes(app, studio: Studio) -> None:
@@ -390,8 +398,10 @@ def add_routes(app, studio: Studio) -> None:
     async def models(request: Request):
         if (refusal := denied(request)) is not None:
             return refusal
-        return {"object": "list", "data": [{"id": settings.model, "object": "model", "owned_by": "voice-studio",
-                                            "engine": studio.engine.name}]}
+        default = {"id": settings.model, "object": "model", "owned_by": "voice-studio", "engine": studio.engine.name}
+        others = [{"id": name, "object": "model", "owned_by": "voice-studio", "engine": name}
+                  for name in ENGINES if name != studio.engine.name]
+        return {"object": "list", "data": [default, *others]}
 
     @app.get("/v1/audio/voices")
     async def voices(request: Request):
@@ -423,7 +433,7 @@ def add_routes(app, studio: Studio) -> None:
         except Exception:  # noqa: BLE001 - a bug: logged, answered as a server error
             log.exception("speech request failed")
             return openai_error(500, INTERNAL_ERROR, "server_error")
-        rate = studio.engine.capabilities.sample_rate
+        rate = stream.engine.capabilities.sample_rate
         encoder = Encoder(response_format, rate)
         pump = ChunkPump(lambda: stream)
 

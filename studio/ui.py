@@ -574,8 +574,8 @@ class StudioUI:
             with gr.Column():
                 p["text"] = gr.Textbox(label="Text to speak", lines=4,
                                        value="Hello! This is my cloned voice speaking English.")
-                p["language"] = gr.Dropdown(list(LANGUAGES), value="English", label="Language",
-                                            allow_custom_value=True)
+                p["language"] = gr.Dropdown(list(self.studio.engine.capabilities.languages), value="English",
+                                            label="Language", allow_custom_value=True, elem_id="preview-language")
                 with gr.Accordion("Sampling", open=False):
                     p["temperature"] = gr.Slider(0, 2, value=0.9, step=0.05, label="Temperature (0 = greedy)")
                     p["top_p"] = gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p")

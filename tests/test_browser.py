@@ -174,3 +174,19 @@ def test_preview_offers_several_takes_side_by_side(page, ja_clips, tmp_path):
         expect(page.locator(f"#preview-take-{n}")).to_be_visible()
     expect(page.locator("#preview-take-3")).to_be_hidden()
     page.screenshot(path=str(tmp_path / "preview-takes.png"), full_page=True)
+
+
+def test_engine_choice_offers_only_what_the_engine_can_do(page, tmp_path):
+    page.get_by_role("tab", name="Preview").click()
+    page.locator("#preview-engine input").click()
+    page.get_by_role("option", name="Chatterbox-Turbo").click()
+    expect(page.locator("#engine-note")).to_contain_text("English only", timeout=30000)
+    expect(page.locator("#engine-note")).to_contain_text("[laugh]")
+    page.screenshot(path=str(tmp_path / "engine-chatterbox.png"), full_page=True)
+    page.locator("#preview-language input").click()
+    expect(page.get_by_role("option")).to_have_count(1)
+    expect(page.get_by_role("option", name="English")).to_have_count(1)
+    page.keyboard.press("Escape")
+    page.locator("#preview-engine input").click()
+    page.get_by_role("option", name="Qwen3-TTS").click()
+    expect(page.locator("#engine-note")).to_contain_text("ICL (audio + transcript)", timeout=30000)

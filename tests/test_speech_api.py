@@ -415,3 +415,26 @@ def test_example_client_saves_each_line(live_server, voice, tmp_path):
     for name in ("01.wav", "02.wav"):
         samples, rate = sf.read(tmp_path / name)
         assert rate == 16000 and len(samples) > 16000 // 2
+
+
+def test_openai_route_and_websocket_can_use_another_engine(live_server, voice, openai_client):
+    response = openai_client.audio.speech.create(model="chatterbox-turbo", voice=voice, input="Hello [laugh]",
+                                                 response_format="wav",
+                                                 extra_body={"max_frames": 12, "temperature": 0})
+    samples, rate = sf.read(io.BytesIO(response.content))
+    assert rate == 24000 and len(samples) == (12 + 3) * 960  # 40 ms tokens and the closing silence
+
+    async def scenario():
+        async with websockets.connect(ws_url(live_server)) as socket:
+            ready = await start(socket, voice=voice, engine="chatterbox-turbo", max_frames=12, temperature=0)
+            await socket.send(json.dumps({"type": "speak", "text": "Through the other engine."}))
+            spoken = await utterance(socket)
+        async with websockets.connect(ws_url(live_server)) as socket:
+            refused = await start(socket, voice=voice, engine="chatterbox-turbo", mode="icl")
+        return ready, spoken, refused
+
+    ready, (audio, _, done), refused = run_async(scenario())
+    assert ready["type"] == "ready" and done["samples"] == (12 + 3) * 960 == len(audio) // 2
+    assert refused["type"] == "error" and "mode must be one of: xvector" in refused["message"]
+    models = [m["id"] for m in httpx.get(live_server + "v1/models", timeout=30).json()["data"]]
+    assert "chatterbox-turbo" in models
