@@ -4,8 +4,10 @@
 
 Qwen3-TTS makes one 80 ms frame per step (talker + code predictor, our own loop, bfloat16
 where the CPU runs it natively); Chatterbox-Turbo one 40 ms speech token per step (its
-24-layer, 1024-wide language model through onnxruntime, float32). Both generate the same
-length of audio; per-step time is measured between the first and the last step, so
+24-layer, 1024-wide language model through onnxruntime, float32); Marvis one 80 ms frame
+per step (backbone + 31 depth-decoder steps through transformers' `generate`, bfloat16;
+shapes from its stated 250M + 60M sizes, see `studio.testing.build_marvis`). All generate
+the same length of audio; per-step time is measured between the first and the last step, so
 prompts and prefills are left out alike. The Chatterbox stand-in's language model has
 the published shape (24 layers, 16 heads of 64, GPT-2 style with a 4x MLP); its speech
 encoder and decoder are tiny, so the vocoder's cost is not part of this comparison.
@@ -33,12 +35,23 @@ def real_size_chatterbox(cache: str | None) -> Path:
     return directory
 
 
+def real_size_marvis(cache: str | None) -> Path:
+    from studio.testing import build_marvis
+
+    directory = Path(cache or os.environ.get("STUDIO_BENCH_MARVIS", "/tmp/voice-studio-bench-marvis"))
+    if not (directory / "model.safetensors").exists():
+        print(f"building real-size random Marvis (CSM) checkpoint in {directory} ...", flush=True)
+        build_marvis(directory, real_size=True)
+    return directory
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=2.4, help="audio generated per run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--chatterbox", default=None)
+    parser.add_argument("--marvis", default=None)
     args = parser.parse_args()
 
     import torch
@@ -48,9 +61,10 @@ def main() -> None:
     from studio.engine import Sampling, SynthesisRequest, create_engine
 
     settings = Settings(model=str(real_size_checkpoint(args.checkpoint)),
-                        chatterbox_model=str(real_size_chatterbox(args.chatterbox)), device="cpu")
+                        chatterbox_model=str(real_size_chatterbox(args.chatterbox)),
+                        marvis_model=str(real_size_marvis(args.marvis)), device="cpu")
     clip = audio.load(FIXTURE)
-    engines = {name: create_engine(settings, name) for name in ("qwen", "chatterbox-turbo")}
+    engines = {name: create_engine(settings, name) for name in ("qwen", "chatterbox-turbo", "marvis")}
     steps, requests, per_step = {}, {}, {}
     for name, engine in engines.items():
         engine.load()
@@ -85,8 +99,9 @@ def main() -> None:
         runtime = f"{engine.runtime.device}, {engine.runtime.dtype}"
         print(f"{name:18}{runtime:22}{1000 * step:9.1f}{audio_ms:10.0f}ms"
               f"{rtf[name]:7.2f}{median(times[name]):8.2f}")
-    print(f"\nChatterbox-Turbo generation RTF / Qwen3-TTS generation RTF: "
-          f"{rtf['chatterbox-turbo'] / rtf['qwen']:.2f} (below 1: Chatterbox generates faster per second of audio)")
+    for name in ("chatterbox-turbo", "marvis"):
+        print(f"{engines[name].label} generation RTF / Qwen3-TTS generation RTF: {rtf[name] / rtf['qwen']:.2f} "
+              "(below 1: it generates faster per second of audio)")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from .engine import Capabilities, Engine, Runtime, Sampling, SynthesisRequest, V
     model_fingerprint
 from .errors import InvalidInput, ModelUnavailable
 from .sampling import Picking, pick
+from .windows import WindowDecoder
 
 log = logging.getLogger(__name__)
 
@@ -206,52 +207,31 @@ class ChatterboxEngine(Engine):
             positions = positions[:, -1:] + 1
 
     def decoder(self, prompt: VoicePrompt):
-        return WindowDecoder(self.graphs.decoder, prompt)
+        return WindowDecoder(TokenVocoder(self.graphs.decoder, prompt), WINDOW, CONTEXT)
 
     def decode(self, codes, prompt: VoicePrompt) -> np.ndarray:
         decoder = self.decoder(prompt)
-        return np.concatenate([decoder.push(codes), decoder.finish()])
+        return np.concatenate([decoder.push(np.asarray(codes)), decoder.finish()])
 
 
-class WindowDecoder:
-    """Speech tokens to audio in fixed windows with left context; `finish` adds the closing silence.
+class TokenVocoder:
+    """The conditional decoder over speech tokens, with the reference's tokens and speaker in front."""
 
-    Windows are fixed by token index, not by how tokens arrive, so any way of pushing
-    the same tokens gives the same samples: that is what makes streaming equal one-shot.
-    """
+    closing_steps = TAIL_SILENCE  # silence tokens added after the last window
 
     def __init__(self, session, prompt: VoicePrompt):
         self.session = session
         self.prompt_tokens = prompt.tensors["audio_tokens"].numpy()
         self.embedding = prompt.tensors["speaker_embeddings"].numpy()
         self.features = prompt.tensors["speaker_features"].numpy()
-        self.tokens: list[int] = []
-        self.done = 0  # tokens whose samples were handed out
 
-    def push(self, codes) -> np.ndarray:
-        self.tokens.extend(int(t) for t in np.asarray(codes).reshape(-1))
-        pieces = []
-        while len(self.tokens) - self.done >= WINDOW:
-            pieces.append(self._window(self.done, self.done + WINDOW, closing=False))
-            self.done += WINDOW
-        return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-
-    def finish(self) -> np.ndarray:
-        """The last partial window and the closing silence."""
-        if not self.tokens:
-            return np.zeros(0, np.float32)
-        tail = self._window(self.done, len(self.tokens), closing=True)
-        self.done = len(self.tokens)
-        return tail
-
-    def _window(self, start: int, end: int, closing: bool) -> np.ndarray:
-        context = max(0, start - CONTEXT)
-        body = self.tokens[context:end] + ([SILENCE_TOKEN] * TAIL_SILENCE if closing else [])
-        speech = np.concatenate([self.prompt_tokens, np.array([body], dtype=np.int64)], axis=1)
-        wav = self.session.run(None, {"speech_tokens": speech, "speaker_embeddings": self.embedding,
-                                      "speaker_features": self.features})[0][0]
-        per_token = len(wav) / len(body)
-        return wav[round((start - context) * per_token):].astype(np.float32)
+    def __call__(self, steps: np.ndarray, closing: bool) -> np.ndarray:
+        body = steps.reshape(1, -1).astype(np.int64)
+        if closing:
+            body = np.concatenate([body, np.full((1, TAIL_SILENCE), SILENCE_TOKEN, dtype=np.int64)], axis=1)
+        speech = np.concatenate([self.prompt_tokens, body], axis=1)
+        return self.session.run(None, {"speech_tokens": speech, "speaker_embeddings": self.embedding,
+                                       "speaker_features": self.features})[0][0]
 
 
 def _check_graphs(encoder, embed, language_model, decoder) -> Graphs:

@@ -22,8 +22,10 @@ SAMPLES_PER_FRAME = int(SAMPLE_RATE / FRAME_RATE)  # 1920
 
 DEFAULT_MODEL = "Qwen/Qwen3-TTS-12Hz-0.6B-Base"
 DEFAULT_CHATTERBOX = "ResembleAI/chatterbox-turbo-ONNX"
+DEFAULT_MARVIS = "Marvis-AI/marvis-tts-250m-v0.1-transformers"
 # Engine name -> "module:class"; only that module imports the engine's model package.
-ENGINES = {"qwen": "studio.qwen:QwenEngine", "chatterbox-turbo": "studio.chatterbox:ChatterboxEngine"}
+ENGINES = {"qwen": "studio.qwen:QwenEngine", "chatterbox-turbo": "studio.chatterbox:ChatterboxEngine",
+           "marvis": "studio.marvis:MarvisEngine"}
 DEVICES = ("auto", "cuda", "cpu", "mps")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 ATTENTIONS = ("auto", "flash_attention_2", "sdpa", "eager")
@@ -36,6 +38,7 @@ class Settings:
     model: str = DEFAULT_MODEL
     engine: str = "qwen"  # the default engine; others load when a voice or column asks for them
     chatterbox_model: str = DEFAULT_CHATTERBOX
+    marvis_model: str = DEFAULT_MARVIS
     device: str = "auto"
     dtype: str = "auto"
     attn: str = "auto"
@@ -132,6 +135,8 @@ def _parser() -> argparse.ArgumentParser:
                         "in Compare)")
     p.add_argument("--chatterbox-model", default=d.chatterbox_model,
                    help="Hub id or local folder of the Chatterbox-Turbo ONNX export (onnx/*.onnx, tokenizer.json)")
+    p.add_argument("--marvis-model", default=d.marvis_model,
+                   help="Hub id or local folder of a Marvis TTS (CSM) transformers checkpoint")
     p.add_argument("--device", default=d.device, choices=DEVICES, help="auto picks cuda, then mps, then cpu")
     p.add_argument("--dtype", default=d.dtype, choices=DTYPES,
                    help="auto: bfloat16 on CUDA (float16 without bf16 support); on CPU bfloat16 where the CPU "

@@ -250,7 +250,7 @@ class StudioUI:
                    retries=0, engine="", progress=gr.Progress(track_tqdm=True)):
         """Speak `text` in a cloned voice (one shot). Returns a 24 kHz WAV and a summary.
 
-        `engine` picks the TTS engine ("" = the server's default): qwen or chatterbox-turbo.
+        `engine` picks the TTS engine ("" = the server's default): qwen, chatterbox-turbo or marvis.
 
         Generation runs in a worker while this generator yields no-op updates: Gradio can only stop a
         request between items, so a cancel or a disconnect then ends generation within a frame.

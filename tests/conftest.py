@@ -41,12 +41,20 @@ def chatterbox_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def settings(tiny_checkpoint, whisper_dir, chatterbox_dir, tmp_path_factory):
+def marvis_dir(tmp_path_factory) -> Path:
+    """A tiny random CSM checkpoint with its processor, loadable like Marvis TTS (studio.testing)."""
+    from studio.testing import build_marvis
+
+    return build_marvis(tmp_path_factory.mktemp("tiny-marvis"))
+
+
+@pytest.fixture(scope="session")
+def settings(tiny_checkpoint, whisper_dir, chatterbox_dir, marvis_dir, tmp_path_factory):
     from studio.config import Settings
 
     return Settings(model=str(tiny_checkpoint), voices_dir=tmp_path_factory.mktemp("voices"),
                     whisper_model=str(whisper_dir), device="cpu", dtype="float32",
-                    chatterbox_model=str(chatterbox_dir))
+                    chatterbox_model=str(chatterbox_dir), marvis_model=str(marvis_dir))
 
 
 @pytest.fixture(scope="session")
