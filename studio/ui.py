@@ -168,8 +168,9 @@ def engine_note(engine: Engine) -> str:
     """What an engine can do, in a line, so the form explains what it offers."""
     caps = engine.capabilities
     languages = "English only" if caps.languages == ("English",) else f"{len(caps.languages) - 1} languages and Auto"
-    modes = ("ICL (audio + transcript) or x-vector only" if len(caps.modes) > 1
-             else "clones from the reference audio alone (no transcript needed)")
+    modes = {("icl", "xvector"): "ICL (audio + transcript) or x-vector only",
+             ("xvector",): "clones from the reference audio alone (no transcript needed)",
+             ("icl",): "clones from the reference clip and its transcript"}[tuple(caps.modes)]
     tags = "; paralinguistic tags such as [laugh], [sigh], [chuckle]" if caps.tags else ""
     unit = 1000 / caps.frame_rate
     return f"**{engine.label}**: {languages}; {modes}{tags}; streams in steps of {unit:.0f} ms."
