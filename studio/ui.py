@@ -675,7 +675,7 @@ class StudioUI:
             for index in range(MAX_COLUMNS):
                 with gr.Column(min_width=200):
                     column = {
-                        "source": gr.Dropdown(choices, value=choices[min(index, 1)] if index < 2 else "",
+                        "source": gr.Dropdown(choices, value=REFERENCE_COLUMN if index == 0 else "",
                                               label=f"Column {index + 1}", allow_custom_value=True,
                                               elem_id=f"compare-source-{index}"),
                         "mode": gr.Radio(COLUMN_MODES, value="", label="Cloning mode"),
