@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from studio.chatterbox import ENCODER_OUTPUTS
-from studio.config import Settings
 from studio.engine import Sampling, SynthesisRequest, create_engine
 from studio.errors import InvalidInput, ModelUnavailable
 from studio.streaming import stream

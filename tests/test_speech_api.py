@@ -4,8 +4,6 @@ import asyncio
 import base64
 import io
 import json
-import threading
-import time
 
 import httpx
 import numpy as np
