@@ -28,8 +28,8 @@ import torch
 
 from . import audio
 from .config import SAMPLE_RATE
-from .engine import Capabilities, Engine, Runtime, Sampling, SynthesisRequest, VoicePrompt, first_line, \
-    model_fingerprint
+from .engine import (Capabilities, Engine, Runtime, Sampling, SynthesisRequest, VoicePrompt, first_line,
+                     model_fingerprint)
 from .errors import InvalidInput, ModelUnavailable
 from .sampling import Picking, pick
 from .windows import WindowDecoder
@@ -115,7 +115,7 @@ class ChatterboxEngine(Engine):
             from huggingface_hub import snapshot_download
 
             return Path(snapshot_download(name, allow_patterns=[f"onnx/{g}.onnx*" for g in GRAPHS]
-                                          + ["tokenizer.json", "*.md"]))
+                                          + ["tokenizer.json"]))
         except Exception as error:  # offline, unknown repo, interrupted download
             raise ModelUnavailable(
                 f"Could not load the Chatterbox-Turbo model {name!r}: {first_line(error)}. If this machine is "
@@ -208,10 +208,6 @@ class ChatterboxEngine(Engine):
 
     def decoder(self, prompt: VoicePrompt):
         return WindowDecoder(TokenVocoder(self.graphs.decoder, prompt), WINDOW, CONTEXT)
-
-    def decode(self, codes, prompt: VoicePrompt) -> np.ndarray:
-        decoder = self.decoder(prompt)
-        return np.concatenate([decoder.push(np.asarray(codes)), decoder.finish()])
 
 
 class TokenVocoder:

@@ -169,6 +169,15 @@ def choose_runtime(settings: Settings) -> Runtime:
     return Runtime(device="cuda:0" if device == "cuda" else device, dtype=dtype, attn=attn, reason=reason)
 
 
+def checkpoint_fingerprint(source: str, config) -> str:
+    """A loaded checkpoint's fingerprint: its folder's content (a local folder, or the Hub cache it was
+    loaded from), else its name."""
+    folder = source if Path(source).is_dir() else getattr(config, "_name_or_path", None)
+    if folder and Path(folder).is_dir():
+        return model_fingerprint(folder)
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
 def model_fingerprint(directory: str | Path) -> str:
     """Identify a checkpoint by its config and samples of its weight files (cheap, content-based)."""
     directory = Path(directory)
@@ -399,11 +408,14 @@ class Engine:
         return self.generation_lock.locked()
 
     def decoder(self, prompt: VoicePrompt):
-        """An incremental decoder: `push(codes) -> samples`, equal to the one-shot `decode`."""
+        """An incremental decoder: `push(codes) -> samples`, then `finish()`, equal to the one-shot `decode`."""
         raise NotImplementedError
 
     def decode(self, codes: "torch.Tensor", prompt: VoicePrompt) -> np.ndarray:
-        raise NotImplementedError
+        """One-shot decode: the incremental decoder over every frame (an engine may override it with a faster
+        whole-take decode that gives the same samples)."""
+        decoder = self.decoder(prompt)
+        return np.concatenate([decoder.push(codes), decoder.finish()])
 
     def synthesize(self, request: SynthesisRequest, should_stop: Callable[[], bool] | None = None
                    ) -> tuple[np.ndarray, int]:

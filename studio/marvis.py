@@ -11,7 +11,6 @@ windows with left context, in streaming and one-shot alike, so the two are equal
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import queue
@@ -24,8 +23,8 @@ import torch
 
 from . import audio
 from .config import SAMPLE_RATE
-from .engine import Capabilities, Engine, SynthesisRequest, VoicePrompt, choose_runtime, first_line, \
-    model_fingerprint
+from .engine import (Capabilities, Engine, SynthesisRequest, VoicePrompt, checkpoint_fingerprint, choose_runtime,
+                     first_line)
 from .errors import InvalidInput, ModelUnavailable
 from .windows import WindowDecoder
 
@@ -91,9 +90,7 @@ class MarvisEngine(Engine):
                 f"Could not load the Marvis model {name!r}: {first_line(error)}. If this machine is offline, "
                 "download it elsewhere and start with --marvis-model /path/to/folder.") from error
         model = model.to(runtime.device).eval()
-        folder = Path(source) if Path(source).is_dir() else _snapshot_dir(model)
-        fingerprint = model_fingerprint(folder) if folder else hashlib.sha256(name.encode()).hexdigest()[:16]
-        return (model, processor), runtime, fingerprint
+        return (model, processor), runtime, checkpoint_fingerprint(source, model.config)
 
     @property
     def csm(self):
@@ -206,12 +203,3 @@ class MarvisEngine(Engine):
         codes = torch.as_tensor(frames, device=self.csm.device).transpose(0, 1).unsqueeze(0)
         with torch.inference_mode():
             return codec.decode(codes).audio_values[0, 0].float().cpu().numpy()
-
-    def decode(self, codes, prompt: VoicePrompt) -> np.ndarray:
-        decoder = self.decoder(prompt)
-        return np.concatenate([decoder.push(np.asarray(codes)), decoder.finish()])
-
-
-def _snapshot_dir(model) -> Path | None:
-    path = getattr(model.config, "_name_or_path", None)
-    return Path(path) if path and Path(path).is_dir() else None

@@ -10,7 +10,6 @@ as `official_frames`, the reference the tests and benchmarks hold our loop to.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from pathlib import Path
@@ -22,7 +21,7 @@ import torch
 from . import audio
 from .config import SAMPLES_PER_FRAME, SAMPLE_RATE
 from .engine import (MODES, Capabilities, Engine, Sampling, SynthesisRequest, VoicePrompt, check_ref_text,
-                     choose_runtime, first_line, model_fingerprint)
+                     checkpoint_fingerprint, choose_runtime, first_line)
 from .errors import InvalidInput, ModelUnavailable
 from .languages import LANGUAGES
 from .qwen_talker import Prefill, Talker
@@ -71,9 +70,7 @@ class QwenEngine(Engine):
         if self.settings.quantize != "none" and runtime.device != "cpu":
             raise ModelUnavailable("--quantize int8 runs on the CPU only; leave it off on a GPU.")
         talker = Talker(model.model, self.settings.quantize)
-        directory = source if Path(source).is_dir() else _snapshot_dir(model)
-        fingerprint = model_fingerprint(directory) if directory else hashlib.sha256(name.encode()).hexdigest()[:16]
-        return model, runtime, fingerprint, talker
+        return model, runtime, checkpoint_fingerprint(source, model.model.config), talker
 
     def languages(self) -> tuple[str, ...]:
         if not self.loaded:
@@ -310,8 +307,3 @@ class QwenEngine(Engine):
             codes = torch.cat([reference.to(codes.device), codes], dim=0)
         wavs, _ = tokenizer.decode([{"audio_codes": codes}])
         return wavs[0][ref_frames * SAMPLES_PER_FRAME:].astype(np.float32)
-
-
-def _snapshot_dir(model) -> str | None:
-    path = getattr(model.model.config, "_name_or_path", None)
-    return path if path and Path(path).is_dir() else None

@@ -26,9 +26,8 @@ from typing import Callable, Iterator
 import torch
 import torch.nn.functional as F
 
+from .config import QUANTIZE
 from .sampling import Picking, pick
-
-QUANTIZE = ("none", "int8")
 
 
 @dataclass
