@@ -78,7 +78,7 @@ class Stream:
     """Iterate to get `Chunk`s as they are generated; `take` holds the whole take afterwards.
 
     Closing the iterator (a Stop button, a disconnected client) or calling
-    `cancel()` ends generation within one frame and joins the worker thread.
+    `cancel()` ends generation within one frame and frees the engine.
     """
 
     def __init__(self, engine: Engine, request: SynthesisRequest, plan: ChunkPlan | None = None,
