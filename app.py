@@ -13,7 +13,7 @@ import sys
 from studio.config import Settings
 from studio.errors import StudioError
 from studio.server import add_routes
-from studio.studio import Studio
+from studio.studio import Studio, engine_names
 from studio.ui import StudioUI
 
 EXPOSED = """refusing to start: {where} without --auth would let anyone who can reach it
@@ -53,7 +53,7 @@ def launch(studio: Studio, block: bool = True, quiet: bool = False):
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_args(argv)  # exits with status 2 and a message on a bad flag or variable
+    settings = Settings.from_args(argv, engines=engine_names())  # exits with status 2 and a message on a bad flag or variable
     problem = exposure_problem(settings)
     if problem:
         print(problem, file=sys.stderr)

@@ -1,11 +1,11 @@
-"""Voices in and out of the library: Voice Studio `.zip` files and the official demo's `.pt` files.
+"""Voices in and out of the library: Voice Studio `.zip` files, and prompts read from other programs' voice files.
 
 Everything imported is untrusted. A zip is checked before anything is unpacked
 (size, entry count, compression ratio, allowed names only, no links); its
 reference is decoded within the reference limits and stored re-encoded as
 24 kHz mono; its prompt tensors must parse, and are checked against the model
-when they are first used. A `.pt` file is read with `torch.load(weights_only=True)`
-(nothing is unpickled) and its tensors are checked by the engine.
+when they are first used. Another program's voice file (the official Qwen3-TTS demo's
+`.pt`) is read by the engine that understands it; this module stores the prompt it made.
 """
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ import json
 import os
 import stat
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import audio
 from .config import SAMPLE_RATE
-from .engine import Engine
 from .errors import InvalidInput, StudioError
 from .files import write_atomic
 from .library import (FINGERPRINT_RE, MANIFEST, MAX_MANIFEST_BYTES, ORIGINAL_SUFFIXES, PREVIEW, PROMPTS, REFERENCE,
-                      Library, Voice, clean_name, folder_for, now, prompt_bytes)
+                      Library, Voice, clean_name, folder_for, now)
 from .languages import normalise_language
 
 # Import limits: a voice is a few MB; anything far larger is refused before it is unpacked.
@@ -86,32 +86,29 @@ def import_zip(library: Library, path: str | os.PathLike) -> Voice:
     return voice
 
 
-def import_official(library: Library, path: str | os.PathLike, name: str, engine: Engine,
-                    language: str = "Auto") -> Voice:
-    """Import a voice file saved by the official qwen-tts demo (`{"items": [...]}` in a .pt file)."""
-    import torch
+@dataclass(frozen=True)
+class ForeignPrompt:
+    """A prompt an engine read from another program's voice file, as bytes for the library."""
 
+    data: bytes
+    fingerprint: str
+    mode: str
+    ref_text: str
+    made_by: str  # the engine's name, for the voice's notes
+
+
+def import_prompt(library: Library, path: str | os.PathLike, name: str, prompt: ForeignPrompt,
+                  language: str = "Auto") -> Voice:
+    """Save a voice that has a prompt but no reference audio (it speaks through that engine's model only)."""
     path = Path(path)
-    if path.stat().st_size > library.max_upload_bytes:
-        raise InvalidInput("That voice file is larger than the upload limit.")
     name = clean_name(name or path.stem)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any failure means "not a safe .pt voice file"
-        raise InvalidInput("That file is not a voice file saved by the official Qwen3-TTS demo "
-                           "(it could not be read safely).") from error
-    items = payload.get("items") if isinstance(payload, dict) else None
-    if not isinstance(items, list) or not items:
-        raise InvalidInput("That .pt file holds no voice prompt items.")
-    prompt = engine.prompt_from_official(items[0])
     created = now()
     voice = Voice(name=name, folder=folder_for(name), ref_text=prompt.ref_text,
                   language=normalise_language(language), mode=prompt.mode, created_at=created, updated_at=created,
                   source={"file_name": path.name[:200], "sha256": _sha256_file(path)},
-                  has_reference=False, prompts=[engine.fingerprint],
-                  notes="Imported from an official Qwen3-TTS demo voice file (prompt only).")
-    files = {f"{PROMPTS}/{engine.fingerprint}.safetensors": prompt_bytes(prompt, engine),
-             MANIFEST: voice.manifest_bytes()}
+                  has_reference=False, prompts=[prompt.fingerprint],
+                  notes=f"Imported from {path.suffix or 'a'} voice file (prompt only, for {prompt.made_by}).")
+    files = {f"{PROMPTS}/{prompt.fingerprint}.safetensors": prompt.data, MANIFEST: voice.manifest_bytes()}
     with library.lock():
         if library.find(name) is not None:
             raise InvalidInput(f"A voice named {name!r} already exists. Pick another name.")

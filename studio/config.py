@@ -23,9 +23,6 @@ SAMPLES_PER_FRAME = int(SAMPLE_RATE / FRAME_RATE)  # 1920
 DEFAULT_MODEL = "Qwen/Qwen3-TTS-12Hz-0.6B-Base"
 DEFAULT_CHATTERBOX = "ResembleAI/chatterbox-turbo-ONNX"
 DEFAULT_MARVIS = "Marvis-AI/marvis-tts-250m-v0.1-transformers"
-# Engine name -> "module:class"; only that module imports the engine's model package.
-ENGINES = {"qwen": "studio.qwen:QwenEngine", "chatterbox-turbo": "studio.chatterbox:ChatterboxEngine",
-           "marvis": "studio.marvis:MarvisEngine"}
 DEVICES = ("auto", "cuda", "cpu", "mps")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 ATTENTIONS = ("auto", "flash_attention_2", "sdpa", "eager")
@@ -62,10 +59,15 @@ class Settings:
     allow_anonymous: bool = False  # reachable by others without --auth, on purpose
 
     @classmethod
-    def from_args(cls, argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> "Settings":
-        """Parse flags and STUDIO_* variables; invalid values exit with status 2 and a message."""
+    def from_args(cls, argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
+                  engines: Sequence[str] = ()) -> "Settings":
+        """Parse flags and STUDIO_* variables; invalid values exit with status 2 and a message.
+
+        `engines`, the registered engine names, are the choices of --engine (the registry
+        lives with the engines, above this module).
+        """
         env = os.environ if env is None else env
-        parser = _parser()
+        parser = _parser(tuple(engines) or None)
         args = parser.parse_args(argv, namespace=_environment(parser, env))
         values = vars(args)
         values["voices_dir"] = Path(values["voices_dir"])
@@ -84,10 +86,6 @@ class Settings:
     @property
     def max_upload_bytes(self) -> float:
         return self.max_upload_mb * 1e6
-
-    @property
-    def max_request_frames(self) -> int:
-        return int(self.max_request_seconds * FRAME_RATE)
 
     @property
     def public(self) -> bool:
@@ -123,14 +121,14 @@ def _bounded(kind, low, high):
     return parse
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(engines: tuple[str, ...] | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="app.py",
         description="Voice Studio: clone a voice with Qwen3-TTS. Every flag can also be set as STUDIO_<FLAG>.",
     )
     d = Settings()
     p.add_argument("--model", default=d.model, help="Hub id or local directory of a Qwen3-TTS Base checkpoint")
-    p.add_argument("--engine", default=d.engine, choices=tuple(ENGINES),
+    p.add_argument("--engine", default=d.engine, choices=engines,
                    help="the default engine (others can still be chosen per take in Preview and per column "
                         "in Compare)")
     p.add_argument("--chatterbox-model", default=d.chatterbox_model,

@@ -23,3 +23,11 @@ class ModelUnavailable(StudioError):
 
 class Cancelled(StudioError):
     """Generation was stopped by the user or a disconnected client."""
+
+
+class VoiceNotFound(InvalidInput):
+    """No voice of that name in the library (or no default voice)."""
+
+
+class LibraryBusy(StudioError):
+    """Another writer held the library lock for too long."""

@@ -14,7 +14,8 @@ A new voice is written into a hidden temporary folder, fsynced, then renamed
 into place, so a save killed half-way leaves nothing behind. Single files are
 replaced atomically. Writers take an inter-process file lock. Nothing is ever
 unpickled: tensors are safetensors, metadata JSON. Prompt tensors are the
-engine's own (`Engine.prompt_to_tensors`) and are checked against the model
+engine's own bytes (`Engine.prompt_bytes`): the library stores and returns them and never calls
+an engine; the core has the engine check them against its model
 when they are loaded. Export and import live in `archive.py`.
 """
 
@@ -37,8 +38,7 @@ import numpy as np
 
 from . import audio
 from .config import SAMPLE_RATE
-from .engine import MODES, Engine, VoicePrompt
-from .errors import InvalidInput, StudioError
+from .errors import InvalidInput, LibraryBusy, VoiceNotFound
 from .files import fsync_dir, write_atomic
 from .languages import normalise_language
 
@@ -54,6 +54,7 @@ MAX_NOTES = 2000
 MAX_TAGS = 16
 ORIGINAL_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".webm", ".opus", ".aac")
 FOLDER_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,79}$")
+MODE_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")  # icl, xvector, or an engine's own
 FINGERPRINT_RE = re.compile(r"^[0-9a-f]{8,64}$")
 MAX_STORED_REF_TEXT = 20000  # the largest --max-ref-text-chars; new voices are held to the setting
 MAX_MANIFEST_BYTES = 256 * 1024  # a manifest is a few kB; anything far larger is refused unread
@@ -61,14 +62,6 @@ MAX_TRASH = 50  # deleted voices kept for Undo; older ones are removed for good
 LOCK_SECONDS = 30
 # Zero-width joiners and variation selectors are format characters, but emoji need them.
 EMOJI_JOINERS = {"\u200d", "\ufe0e", "\ufe0f"}
-
-
-class VoiceNotFound(StudioError):
-    """No voice of that name in the library."""
-
-
-class LibraryBusy(StudioError):
-    """Another writer held the library lock for too long."""
 
 
 @dataclass
@@ -183,27 +176,6 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def prompt_bytes(prompt: VoicePrompt, engine: Engine) -> bytes:
-    from safetensors.torch import save
-
-    return save(engine.prompt_to_tensors(prompt), metadata={"mode": prompt.mode, "fingerprint": prompt.fingerprint})
-
-
-def prompt_from_bytes(data: bytes, voice: Voice, fingerprint: str, engine: Engine) -> VoicePrompt:
-    """Stored prompt tensors, checked by the engine against its model before any use."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
-    try:
-        tensors = load(data)
-    except (SafetensorError, ValueError, RuntimeError) as error:
-        raise InvalidInput(f"Voice {voice.name!r} has a damaged prompt file.") from error
-    try:
-        return engine.prompt_from_tensors(tensors, engine.mode_for(voice.mode), voice.ref_text, fingerprint)
-    except InvalidInput as error:
-        raise InvalidInput(f"Voice {voice.name!r}: {error}") from error
-
-
 class Library:
     """All voices in one folder. Safe for many threads and processes at once."""
 
@@ -263,8 +235,8 @@ class Library:
             raise InvalidInput(f"Unsupported voice schema version {version!r} (this studio reads "
                                f"version {SCHEMA_VERSION}).")
         mode = data.get("mode")
-        if mode not in MODES:
-            raise InvalidInput(f"The voice manifest has an unknown cloning mode {mode!r}.")
+        if not isinstance(mode, str) or not MODE_RE.match(mode):
+            raise InvalidInput(f"The voice manifest has an invalid cloning mode {str(mode)[:40]!r}.")
         ref_text = data.get("ref_text") or ""
         if not isinstance(ref_text, str) or len(ref_text) > MAX_STORED_REF_TEXT:
             raise InvalidInput("The voice manifest has an invalid ref_text.")
@@ -383,11 +355,11 @@ class Library:
              original: tuple[str, bytes] | None = None, preview: tuple[np.ndarray, int] | None = None) -> Voice:
         """Store a new voice. Refuses a name already in use: nothing saved is ever overwritten.
 
-        `prompt` is (model fingerprint, safetensors bytes from `prompt_bytes`), when a model made one.
+        `prompt` is (model fingerprint, bytes from `Engine.prompt_bytes`), when a model made one.
         """
         name = clean_name(name)
-        if mode not in MODES:
-            raise InvalidInput(f"Cloning mode must be one of {', '.join(MODES)}.")
+        if not isinstance(mode, str) or not MODE_RE.match(mode):
+            raise InvalidInput("The cloning mode must be a short name such as icl or xvector.")
         ref_text = (ref_text or "").strip()
         if mode == "icl" and not ref_text:
             raise InvalidInput("ICL voices need the transcript of their reference clip (ref_text).")
@@ -565,21 +537,23 @@ class Library:
         return voice
 
     # -- prompts -----------------------------------------------------------------------------
-    def prompt(self, voice: Voice, engine: Engine) -> VoicePrompt:
-        """The voice's prompt for the engine's model: from disk, or rebuilt from the reference once."""
-        fingerprint = engine.fingerprint
-        cached = self.path(voice) / PROMPTS / f"{fingerprint}.safetensors"
-        if cached.is_file():
-            return prompt_from_bytes(cached.read_bytes(), voice, fingerprint, engine)
-        if not voice.has_reference:
-            raise InvalidInput(f"Voice {voice.name!r} was imported as a prompt for another model and has no "
-                               "reference audio to rebuild it from.")
-        prompt = engine.make_prompt(self.reference(voice), voice.ref_text, engine.mode_for(voice.mode))
+    def prompt(self, voice: Voice, fingerprint: str) -> bytes | None:
+        """The stored prompt of the model with `fingerprint`, as the engine wrote it; None if there is none."""
+        if not FINGERPRINT_RE.match(fingerprint):
+            return None
+        try:
+            return (self.path(voice) / PROMPTS / f"{fingerprint}.safetensors").read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def keep_prompt(self, voice: Voice, fingerprint: str, data: bytes) -> None:
+        """Store a prompt beside the voice (only if the voice is still in the same folder)."""
+        if not FINGERPRINT_RE.match(fingerprint):
+            raise InvalidInput("A prompt needs the fingerprint of the model that made it.")
         with self.lock():
             current = self.find(voice.name)
             if current is not None and current.folder == voice.folder:
-                write_atomic(cached, prompt_bytes(prompt, engine))
-        return prompt
+                write_atomic(self.path(voice) / PROMPTS / f"{fingerprint}.safetensors", data)
 
     def free_name(self, name: str) -> str:
         if self.find(name) is None:

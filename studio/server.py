@@ -26,14 +26,12 @@ from fastapi import Request, WebSocket
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.websockets import WebSocketDisconnect
 
-from .config import ENGINES, Settings
-from .engine import Sampling
-from .errors import Cancelled, InvalidInput, StudioError
-from .library import VoiceNotFound
+from .config import Settings
+from .errors import Cancelled, InvalidInput, LibraryBusy, ModelUnavailable, StudioError, VoiceNotFound
 from .languages import normalise_language
 from .speech import FORMATS, Encoder, Resampler, check_encoding, check_rate, pcm_bytes
 from .streaming import Stream
-from .studio import SpeakRequest, Studio
+from .studio import Sampling, SpeakRequest, Studio, seconds_of_frames
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +68,7 @@ def sampling_from(options: dict) -> Sampling:
         values[key] = int(value) if key in ("top_k", "seed", "max_frames") else float(value)
     if values.get("seed", 0) < 0:
         values["seed"] = None
+    values["max_seconds"] = seconds_of_frames(values.pop("max_frames", None))
     sampling = Sampling(**values)
     sampling.validate()
     return sampling
@@ -221,17 +220,17 @@ class SpeakSession:
         library = self.studio.library
         if voice and voice.strip():
             voice = (await asyncio.to_thread(library.get, voice)).name
-        elif await asyncio.to_thread(library.default) is None:
-            raise VoiceNotFound("The library has no default voice; name one with \"voice\".")
+        else:
+            voice = (await asyncio.to_thread(self.studio.default_voice)).name
         engine = message.get("engine") or None
-        if engine is not None and engine not in ENGINES:
-            raise InvalidInput(f"engine must be one of: {', '.join(ENGINES)}.")
-        modes = self.studio.engine_for(engine).capabilities.modes
+        names = self.studio.engine_names()
+        if engine is not None and engine not in names:
+            raise InvalidInput(f"engine must be one of: {', '.join(names)}.")
         mode = message.get("mode")
-        if mode is not None and mode not in modes:
-            raise InvalidInput(f"mode must be one of: {', '.join(modes)}.")
-        if mode and not voice:
-            voice = (await asyncio.to_thread(library.default)).name
+        if mode is not None:
+            if not isinstance(mode, str):
+                raise InvalidInput("mode must be a cloning mode such as icl or xvector.")
+            self.studio.engine_for(engine).mode_for(mode)  # the core's rule, as every door applies it
         binary = message.get("binary", False)
         if not isinstance(binary, bool):
             raise InvalidInput("binary must be true or false.")
@@ -349,7 +348,18 @@ def openai_error(status: int, message: str, kind: str = "invalid_request_error",
                         status_code=status)
 
 
-def speech_request(body: dict) -> tuple[SpeakRequest, str]:
+def studio_error(error: StudioError) -> JSONResponse:
+    """A core error as OpenAI's error JSON: the client's fault (4xx) or the server's state (409, 503)."""
+    if isinstance(error, VoiceNotFound):
+        return openai_error(404, str(error), param="voice", code="voice_not_found")
+    if isinstance(error, ModelUnavailable):
+        return openai_error(503, str(error), "server_error", code="model_unavailable")
+    if isinstance(error, LibraryBusy):
+        return openai_error(409, str(error), "server_error", code="library_busy")
+    return openai_error(400, str(error))
+
+
+def speech_request(body: dict, engine_names: tuple[str, ...]) -> tuple[SpeakRequest, str]:
     """An OpenAI `/v1/audio/speech` body as a core request, and the response format."""
     text = body.get("input")
     if not isinstance(text, str) or not text.strip():
@@ -369,7 +379,7 @@ def speech_request(body: dict) -> tuple[SpeakRequest, str]:
         raise InvalidInput("This model speaks at its own pace: only 'speed' 1.0 is supported.")
     language = body.get("language") or "Auto"
     model = body.get("model")
-    engine = model if isinstance(model, str) and model in ENGINES else None  # else the default engine
+    engine = model if isinstance(model, str) and model in engine_names else None  # else the default engine
     return SpeakRequest(text, language, voice=voice, sampling=sampling_from(body), engine=engine), response_format
 
 
@@ -400,7 +410,7 @@ def add_routes(app, studio: Studio) -> None:
             return refusal
         default = {"id": settings.model, "object": "model", "owned_by": "voice-studio", "engine": studio.engine.name}
         others = [{"id": name, "object": "model", "owned_by": "voice-studio", "engine": name}
-                  for name in ENGINES if name != studio.engine.name]
+                  for name in studio.engine_names() if name != studio.engine.name]
         return {"object": "list", "data": [default, *others]}
 
     @app.get("/v1/audio/voices")
@@ -424,16 +434,14 @@ def add_routes(app, studio: Studio) -> None:
         except (ValueError, RecursionError):
             return openai_error(400, "The request body must be a JSON object.")
         try:
-            request_, response_format = speech_request(body)
+            request_, response_format = speech_request(body, studio.engine_names())
             stream = await asyncio.to_thread(studio.stream, request_)
-        except VoiceNotFound as error:
-            return openai_error(404, str(error), param="voice", code="voice_not_found")
         except StudioError as error:
-            return openai_error(400, str(error))
+            return studio_error(error)
         except Exception:  # noqa: BLE001 - a bug: logged, answered as a server error
             log.exception("speech request failed")
             return openai_error(500, INTERNAL_ERROR, "server_error")
-        rate = stream.engine.capabilities.sample_rate
+        rate = stream.rate
         encoder = Encoder(response_format, rate)
         pump = ChunkPump(lambda: stream)
 

@@ -1,52 +1,65 @@
-"""True streaming synthesis: audio chunks while the engine is still generating.
+"""The speech pipeline: every way the studio speaks is this pipeline, streamed or collected.
 
-The engine makes frames through `Engine.generate_frames`, an iterator: each frame
-is made when the stream asks for it, in the consumer's thread, and each completed
-chunk is decoded there with the engine's incremental decoder. No worker runs
-beside the consumer, so a consumer that stops (Stop, a disconnect) has stopped
-generation too, within one frame. Long text is generated sentence by sentence with the same prompt, and
-sentences meet with short fades. One request has a budget (frames of audio and
-wall time), so no request can hold the engine for hours.
+A checked request is split into sentences; each sentence is one `Engine.speak` job
+for all takes at once (in rounds of the engine's `takes_at_once`), and sentences meet
+with short fades. Budgets are seconds of audio, whatever the engine's step: a
+sentence gets what its length suggests (or the request's `max_seconds`), a request
+gets `--max-request-seconds` of audio and `--max-generation-seconds` of wall time.
+One-shot synthesis, several takes, Compare, retries and every route collect or
+forward this same iterator, so they give the same audio for the same seed.
+
+Pieces are asked for in the consumer's thread, so a consumer that stops (Stop, a
+disconnect) has stopped generation within one engine step. `Pump` runs a stream in
+one worker thread for doors that serve from an event loop or a thread pool.
 """
 
 from __future__ import annotations
 
+import logging
+import queue
+import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
-from .engine import Engine, SynthesisRequest, frame_budget
+from .engines import Engine, Sampling, SpeakJob, VoicePrompt, sentence_budget
 from .errors import Cancelled
 from .text import split_sentences
 
+log = logging.getLogger(__name__)
+
 FADE_SAMPLES = 240  # 10 ms fades where two sentences meet
+SENTENCE_SEED_STEP = 0x9E3779B1  # sentence n of a take draws from seed + n * step, so each sentence stands alone
 
 
 @dataclass(frozen=True)
-class ChunkPlan:
-    """Frames per chunk: a small first chunk for fast start, then growing to `largest`."""
+class Speech:
+    """A request checked by the core: the engine's language, a built prompt, validated text and sampling."""
 
-    first: int = 1
-    growth: float = 2.0
-    largest: int = 12
+    text: str
+    language: str
+    prompt: VoicePrompt
+    sampling: Sampling = field(default_factory=Sampling)
 
-    def sizes(self) -> Iterator[int]:
-        size = max(1, self.first)
-        while True:
-            yield size
-            size = min(max(self.largest, 1), max(size + 1, int(size * self.growth)))
+
+@dataclass(frozen=True)
+class Budget:
+    """What one request may spend: seconds of audio (all sentences) and seconds of wall time."""
+
+    audio_seconds: float
+    wall_seconds: float
 
 
 @dataclass
 class Chunk:
-    samples: np.ndarray  # float32 mono at 24 kHz
-    index: int
+    samples: np.ndarray  # float32 mono at the engine's sample rate
+    index: int  # per take
     sentence: int
-    frames: int
     elapsed: float  # seconds since the request started
+    take: int = 0
 
 
 @dataclass
@@ -54,11 +67,11 @@ class Take:
     samples: np.ndarray
     rate: int
     seed: int
-    frames: int
     time_to_first_audio: float
     total_time: float
     sentences: int
     flags: list[str] = field(default_factory=list)
+    stopped: bool = False  # ended by Stop or a disconnect
 
     @property
     def duration(self) -> float:
@@ -69,151 +82,168 @@ class Take:
         return self.total_time / max(self.duration, 1e-9)
 
     def summary(self) -> str:
+        if self.stopped:
+            return f"Stopped after {self.total_time:.1f} s ({self.duration:.2f} s of audio); seed {self.seed}."
         text = (f"{self.duration:.2f} s of audio; first audio after {self.time_to_first_audio:.2f} s; "
                 f"total {self.total_time:.2f} s (real-time factor {self.real_time_factor:.2f}); seed {self.seed}.")
         return " ".join([text] + self.flags)
 
 
-class Stream:
-    """Iterate to get `Chunk`s as they are generated; `take` holds the whole take afterwards.
+def sentence_seed(seed: int, sentence: int) -> int:
+    return (seed + sentence * SENTENCE_SEED_STEP) % 2**32
 
-    Closing the iterator (a Stop button, a disconnected client) or calling
-    `cancel()` ends generation within one frame and frees the engine.
+
+class _Voice:
+    """One take's audio as it is assembled: fades where sentences meet, its budget and flags."""
+
+    def __init__(self, number: int, seed: int):
+        self.number = number
+        self.seed = seed
+        self.pieces: list[np.ndarray] = []
+        self.held = np.zeros(0, np.float32)  # the tail kept back for a fade-out
+        self.seconds = 0.0
+        self.first_audio: float | None = None
+        self.flags: list[str] = []
+        self.index = 0
+        self.started = False  # whether the current sentence has sent audio
+
+    def shape(self, samples: np.ndarray, fade_in: bool, fade_out: bool) -> np.ndarray:
+        if fade_in and not self.started and len(samples):
+            samples = _fade(samples, rising=True)
+        self.started = self.started or bool(len(samples))
+        if fade_out:
+            samples = np.concatenate([self.held, samples])
+            self.held, samples = samples[-FADE_SAMPLES:], samples[:-FADE_SAMPLES]
+        return samples
+
+    def end_sentence(self) -> np.ndarray:
+        tail, self.held, self.started = _fade(self.held, rising=False), np.zeros(0, np.float32), False
+        return tail
+
+
+class Stream:
+    """Iterate to get `Chunk`s as they are made (None as a heartbeat); `takes` holds every take afterwards.
+
+    Closing the iterator or calling `cancel()` ends generation within one engine step.
     """
 
-    def __init__(self, engine: Engine, request: SynthesisRequest, plan: ChunkPlan | None = None,
-                 heartbeat: bool = False):
+    def __init__(self, engine: Engine, speech: Speech, budget: Budget, takes: int = 1, heartbeat: bool = False):
         self.engine = engine
-        # With heartbeat, iteration also yields None after every frame that completes no chunk, so a
-        # consumer that is closed between items (Gradio on Stop or disconnect) stops within one frame.
+        self.speech = speech
+        self.budget = budget
+        self.count = takes
+        # With heartbeat, iteration also yields None after each engine step that completes no chunk, so a
+        # consumer that is closed between items (Gradio on Stop or disconnect) stops within one step.
         self.heartbeat = heartbeat
-        self.request = engine.check_request(request)
-        self.plan = plan or ChunkPlan()
-        self.sentences = split_sentences(self.request.text, self.request.language)
-        self.take: Take | None = None
+        self.sentences = split_sentences(speech.text, speech.language)
+        self.takes: list[Take] = []
         self._stop = threading.Event()
-        settings = engine.settings
-        self._frames_left = settings.max_request_frames
-        self._deadline = 0.0
-        self._wall_limit = settings.max_generation_seconds
+
+    @property
+    def take(self) -> Take | None:
+        return self.takes[0] if self.takes else None
+
+    @property
+    def rate(self) -> int:
+        return self.engine.capabilities.sample_rate
 
     def cancel(self) -> None:
         self._stop.set()
 
     def __iter__(self) -> Iterator[Chunk | None]:
         started = time.perf_counter()
-        pieces: list[np.ndarray] = []
-        flags: list[str] = []
-        first_audio = None
-        frames = 0
-        index = 0
-        lock = self.engine.generation_lock
-        lock.acquire()
+        deadline = time.monotonic() + self.budget.wall_seconds
+        first = self.speech.sampling.seed
+        first = first if first is not None else random.randrange(2**32)  # reported back with the take
+        voices = [_Voice(k, (first + k) % 2**32) for k in range(self.count)]
+        stopped = False
         try:
-            self._deadline = time.monotonic() + self._wall_limit
-            seed = self.engine.choose_seed(self.request.sampling)
-            generator = self.engine.generators([seed])[0]  # shared by the sentences, in order
             for number, sentence in enumerate(self.sentences):
-                last = number == len(self.sentences) - 1
-                if self._frames_left <= 0 or time.monotonic() >= self._deadline:
-                    flags.append(self._budget_flag(number))
+                left = self.budget.audio_seconds - max(v.seconds for v in voices)
+                if left <= 1e-6 or time.monotonic() >= deadline:
+                    for voice in voices:
+                        voice.flags.append(self._budget_flag(number))
                     break
-                for piece in self._sentence(sentence, generator, fade_in=number > 0, fade_out=not last):
-                    if piece is None:
-                        yield None
-                        continue
-                    samples, count, hit = piece
-                    frames += count
-                    if hit:
-                        flags.append(f"Sentence {number + 1} hit the length limit and may be cut off.")
-                    if not len(samples):  # frames a decoder holds for context, or an empty closing piece
-                        if self.heartbeat:
-                            yield None
-                        continue
-                    if first_audio is None:
-                        first_audio = time.perf_counter() - started
-                    pieces.append(samples)
-                    yield Chunk(samples, index, number, count, time.perf_counter() - started)
-                    index += 1
+                seconds = min(self.speech.sampling.max_seconds or sentence_budget(sentence), left)
+                last = number == len(self.sentences) - 1
+                for batch in self._rounds():
+                    job = SpeakJob(sentence, self.speech.language, self.speech.prompt, self.speech.sampling,
+                                   tuple(sentence_seed(voices[k].seed, number) for k in batch), seconds)
+                    yield from self._speak(job, [voices[k] for k in batch], number, last, started, deadline)
+        except Cancelled:
+            stopped = True
+            raise
+        except GeneratorExit:
+            stopped = True
+            raise
         finally:
-            lock.release()  # nothing runs beside this thread: generation has stopped
-        total = time.perf_counter() - started
-        samples = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-        self.take = Take(samples, self.engine.capabilities.sample_rate, seed, frames, first_audio or total, total,
-                         len(self.sentences), flags)
+            total = time.perf_counter() - started
+            self.takes = [self._take(voice, total, stopped) for voice in voices]
 
-    def _budget_flag(self, sentence: int) -> str:
-        return (f"The request reached its budget ({self.engine.settings.max_request_seconds:.0f} s of audio or "
-                f"{self._wall_limit:.0f} s of generation) at sentence {sentence + 1} of {len(self.sentences)}; "
-                "the rest was not spoken. Split the text into several requests.")
+    def _rounds(self) -> list[list[int]]:
+        size = max(1, self.engine.capabilities.takes_at_once)
+        return [list(range(start, min(start + size, self.count))) for start in range(0, self.count, size)]
 
-    def _sentence(self, text: str, generator, fade_in: bool, fade_out: bool):
-        """Yield (samples, frames, limit_hit) for one sentence, or None per frame as a heartbeat.
-
-        The engine makes a frame each time this asks for one, in this thread, so nothing
-        runs beside the consumer: when it stops asking (Stop, a disconnect), generation
-        has stopped. Each completed chunk is decoded here, between frames.
-        """
-        import torch
-
-        engine = self.engine
-        limit = min(self.request.sampling.max_frames or frame_budget(text), self._frames_left)
-        decoder = engine.decoder(self.request.prompt)
-        sizes = self.plan.sizes()
-        want = next(sizes)
-        pending: list = []
-        produced = 0
-        started = False  # whether this sentence has sent audio (its first audio fades in)
-        held = np.zeros(0, np.float32)  # the tail kept back for a fade-out
-
-        def deliver(samples: np.ndarray, count: int):
-            nonlocal started, held
-            if fade_in and not started and len(samples):
-                samples = _fade(samples, rising=True)
-            started = started or bool(len(samples))
-            if fade_out:
-                samples = np.concatenate([held, samples])
-                held, samples = samples[-FADE_SAMPLES:], samples[:-FADE_SAMPLES]
-            return samples, count, False
-
-        def chunk():
-            nonlocal produced
-            with torch.inference_mode():
-                samples = decoder.push(torch.stack(pending))
-            count = len(pending)
-            pending.clear()
-            produced += count
-            return deliver(samples, count)
-
-        frames = engine.generate_frames(self.request, text, limit, generator)
+    def _speak(self, job: SpeakJob, voices: list[_Voice], sentence: int, last: bool, started: float,
+               deadline: float) -> Iterator[Chunk | None]:
+        pieces = self.engine.speak(job)
         try:
-            for codes in frames:
+            for piece in pieces:
                 if self._stop.is_set():
                     raise Cancelled("Generation was stopped.")
-                if time.monotonic() >= self._deadline:
-                    break
-                pending.append(codes)
-                if len(pending) >= want:
-                    yield chunk()
-                    want = next(sizes)
+                voice = voices[piece.take]
+                if piece.cut:
+                    voice.flags.append(f"Sentence {sentence + 1} hit the length limit and may be cut off.")
+                samples = voice.shape(piece.samples, fade_in=sentence > 0, fade_out=not last)
+                if len(samples):
+                    yield self._chunk(voice, samples, sentence, started)
                 elif self.heartbeat:
                     yield None
-            if self._stop.is_set():
-                raise Cancelled("Generation was stopped.")
-            if pending:
-                yield chunk()
-            with torch.inference_mode():
-                tail = decoder.finish()  # audio a decoder held back for context, if any
-            if len(tail):
-                yield deliver(tail, 0)
+                if time.monotonic() >= deadline:
+                    for each in voices:
+                        each.flags.append(self._wall_flag(sentence))
+                    break
         finally:
-            frames.close()
-        self._frames_left -= produced
-        hit = produced >= limit
-        if fade_out and len(held):
-            yield _fade(held, rising=False), 0, hit
-        elif hit:
-            yield np.zeros(0, np.float32), 0, True
+            pieces.close()
+        if self._stop.is_set():
+            raise Cancelled("Generation was stopped.")
+        for voice in voices:
+            tail = voice.end_sentence()
+            if len(tail):
+                yield self._chunk(voice, tail, sentence, started)
+
+    def _chunk(self, voice: _Voice, samples: np.ndarray, sentence: int, started: float) -> Chunk:
+        elapsed = time.perf_counter() - started
+        if voice.first_audio is None:
+            voice.first_audio = elapsed
+        voice.pieces.append(samples)
+        voice.seconds += len(samples) / self.rate
+        chunk = Chunk(samples, voice.index, sentence, elapsed, voice.number)
+        voice.index += 1
+        return chunk
+
+    def _take(self, voice: _Voice, total: float, stopped: bool) -> Take:
+        samples = np.concatenate(voice.pieces) if voice.pieces else np.zeros(0, np.float32)
+        flags = list(dict.fromkeys(voice.flags))  # each flag once
+        return Take(samples, self.rate, voice.seed, voice.first_audio or total, total, len(self.sentences), flags,
+                    stopped)
+
+    def _budget_flag(self, sentence: int) -> str:
+        return (f"The request reached its budget ({self.budget.audio_seconds:.0f} s of audio or "
+                f"{self.budget.wall_seconds:.0f} s of generation) at sentence {sentence + 1} of "
+                f"{len(self.sentences)}; the rest was not spoken. Split the text into several requests.")
+
+    def _wall_flag(self, sentence: int) -> str:
+        return (f"The take reached the generation time budget ({self.budget.wall_seconds:.0f} s) in sentence "
+                f"{sentence + 1} and was cut off.")
+
+    def collect(self, should_stop: Callable[[], bool] | None = None) -> list[Take]:
+        """Every take, whole: the stream, collected. `should_stop` is asked after every engine step."""
+        self.heartbeat = True
+        for _ in self:
+            if should_stop is not None and should_stop():
+                self.cancel()
+        return self.takes
 
 
 def _fade(samples: np.ndarray, rising: bool) -> np.ndarray:
@@ -229,6 +259,66 @@ def _fade(samples: np.ndarray, rising: bool) -> np.ndarray:
     return samples
 
 
-def stream(engine: Engine, request: SynthesisRequest, plan: ChunkPlan | None = None,
-           heartbeat: bool = False) -> Stream:
-    return Stream(engine, request, plan, heartbeat)
+class Pump:
+    """Runs a stream in one worker thread and hands its chunks over a bounded queue.
+
+    Doors that serve from an event loop or a thread pool use it, so generation always runs
+    in one thread (moving between pool threads makes PyTorch start a new set of CPU
+    threads each time, which on a small machine costs more than the generation itself).
+    `cancel` ends generation within a step; a reader that takes nothing for `stall_seconds`
+    after the queue is full loses the stream, so a client that never reads cannot hold the engine.
+    """
+
+    def __init__(self, make_stream: Callable[[], Stream], stall_seconds: float = 20.0, size: int = 64):
+        self.stream: Stream | None = None
+        self._make_stream = make_stream
+        self._stall = stall_seconds
+        self._chunks: queue.Queue = queue.Queue(maxsize=size)
+        self._cancelled = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="studio-stream")
+        self._thread.start()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        if self.stream is not None:
+            self.stream.cancel()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def get(self, timeout: float | None = None) -> Chunk | None:
+        """The next chunk; None at the end. Raises what generation raised; queue.Empty after `timeout`."""
+        item = self._chunks.get(timeout=timeout)
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def __iter__(self) -> Iterator[Chunk]:
+        """Chunks in the caller's thread (the generation stays in the pump's own); closing cancels."""
+        try:
+            while (chunk := self.get()) is not None:
+                yield chunk
+        finally:
+            self.cancel()
+
+    def finished(self) -> bool:
+        return not self._thread.is_alive() and self._chunks.empty()
+
+    def _run(self) -> None:
+        try:
+            self.stream = self._make_stream()
+            if self._cancelled.is_set():
+                self.stream.cancel()
+            for chunk in self.stream:
+                if chunk is not None:
+                    self._chunks.put(chunk, timeout=self._stall)
+            self._chunks.put(None, timeout=self._stall)
+        except queue.Full:
+            self.cancel()
+            log.warning("a speech client stopped reading; its generation was stopped")
+        except BaseException as error:  # handed to the reader, if it is still there
+            try:
+                self._chunks.put_nowait(error)
+            except queue.Full:
+                pass

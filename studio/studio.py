@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from . import archive, audio, streaming
-from .config import Settings
-from .engine import (MAX_TAKES, Engine, Sampling, SynthesisRequest, VoicePrompt, check_ref_text, create_engine,
-                     frame_budget)
-from .errors import InvalidInput, ModelUnavailable
+from .config import FRAME_RATE, Settings
+from .engines import (MAX_TAKES, MODE_NAMES, Engine, Sampling, VoicePrompt, check_ref_text, create_engine,
+                      engine_names)
+from .errors import InvalidInput, ModelUnavailable, VoiceNotFound
 from .files import TempFiles
 from .languages import normalise_language
-from .library import Library, Voice, prompt_bytes
+from .library import Library, Voice
 from .quality import Scorer, Scores
 from .text import validate_text
 from .transcribe import Transcriber, Transcript, suggest_span
@@ -44,9 +44,9 @@ class SpeakRequest:
     voice: str | None = None  # a library voice by name
     reference: str | Path | None = None  # else an uploaded clip ...
     ref_text: str | None = None  # ... with its transcript (ICL mode)
-    mode: str = "icl"
+    mode: str | None = None  # for an uploaded reference; None: the engine's own way of cloning
     sampling: Sampling = field(default_factory=Sampling)
-    voice_mode: str | None = None  # hear a library voice in the other cloning mode
+    voice_mode: str | None = None  # hear a library voice in another cloning mode
     engine: str | None = None  # None: the default engine (--engine)
 
 
@@ -66,6 +66,11 @@ class NewVoice:
 
 
 MAX_COLUMNS = 4
+
+
+def seconds_of_frames(frames: int | float | None) -> float | None:
+    """A length the doors take in 80 ms units ("frames", as the UI and API always counted), in seconds."""
+    return None if not frames or frames <= 0 else float(frames) / FRAME_RATE
 
 
 @dataclass(frozen=True)
@@ -216,6 +221,9 @@ class Studio:
         return report
 
     # -- synthesis ---------------------------------------------------------------------------
+    def engine_names(self) -> tuple[str, ...]:
+        return engine_names()
+
     def engine_for(self, name: str | None) -> Engine:
         """The engine called `name` (None or empty: the default one), created once, loaded on first use."""
         if not name or name == self.engine.name:
@@ -225,75 +233,91 @@ class Studio:
                 self.engines[name] = create_engine(self.settings, name)
             return self.engines[name]
 
-    def prompt_for(self, voice: str | None, reference=None, ref_text: str | None = None, mode: str = "icl",
+    def voice_prompt(self, voice: Voice, engine: Engine) -> VoicePrompt:
+        """A saved voice heard through `engine`: its stored prompt for that model, else built once from the reference.
+
+        A prompt that cannot be stored (a full disk, a read-only library) is used all the same.
+        """
+        data = self.library.prompt(voice, engine.fingerprint)
+        if data is not None:
+            try:
+                return engine.check_prompt(data, voice.mode, voice.ref_text)
+            except InvalidInput as error:
+                raise InvalidInput(f"Voice {voice.name!r}: {error}") from error
+        if not voice.has_reference:
+            raise InvalidInput(f"Voice {voice.name!r} was imported as a prompt for another model and has no "
+                               "reference audio to rebuild it from.")
+        prompt = engine.make_prompt(self.library.reference(voice), voice.ref_text, engine.voice_mode(voice.mode))
+        try:
+            self.library.keep_prompt(voice, prompt.fingerprint, engine.prompt_bytes(prompt))
+        except OSError as error:
+            log.warning("voice %r: its prompt could not be stored (%s); it is rebuilt next time", voice.name, error)
+        return prompt
+
+    def prompt_for(self, voice: str | None, reference=None, ref_text: str | None = None, mode: str | None = None,
                    voice_mode: str | None = None, engine: Engine | None = None) -> VoicePrompt:
         """A library voice by name; else the uploaded reference; else the library's default voice.
 
-        `voice_mode` hears a library voice in the other cloning mode (built from its reference).
-        Every engine hears the same saved voice: its prompt is cached per engine and model.
+        `voice_mode` hears a library voice in another cloning mode (built from its reference).
+        Every engine hears the same saved voice: its prompt is stored per engine model.
         """
         engine = engine or self.engine
-        if voice_mode is not None:
-            voice_mode = engine.mode_for(voice_mode)
         if voice and voice.strip():
-            saved = self.library.get(voice)
-            if voice_mode and voice_mode != engine.mode_for(saved.mode):
-                return engine.make_prompt(self.library.reference(saved), saved.ref_text, voice_mode)
-            return self.library.prompt(saved, engine)
+            return self._saved_prompt(self.library.get(voice), voice_mode, engine)
         if reference:
-            return engine.make_prompt(self.reference_clip(reference), ref_text, mode)
+            return engine.make_prompt(self.reference_clip(reference), ref_text, engine.mode_for(mode))
+        return self._saved_prompt(self.default_voice(), voice_mode, engine)
+
+    def _saved_prompt(self, saved: Voice, voice_mode: str | None, engine: Engine) -> VoicePrompt:
+        if voice_mode:
+            wanted = engine.mode_for(voice_mode)
+            if wanted != engine.voice_mode(saved.mode):
+                return engine.make_prompt(self.library.reference(saved), saved.ref_text, wanted)
+        return self.voice_prompt(saved, engine)
+
+    def default_voice(self) -> Voice:
         default = self.library.default()
         if default is None:
-            raise InvalidInput("Choose a voice from the library or upload a reference clip of the voice to clone.")
-        return self.library.prompt(default, engine)
+            raise VoiceNotFound("The library has no default voice: choose a voice from the library (\"voice\") "
+                                "or upload a reference clip of the voice to clone.")
+        return default
 
-    def resolve(self, request: SpeakRequest, progress: Progress | None = None) -> tuple[Engine, SynthesisRequest]:
-        """The engine and the checked request (cheap checks first, so a typo is reported before any model work)."""
+    def speech(self, request: SpeakRequest, progress: Progress | None = None) -> tuple[Engine, streaming.Speech]:
+        """The engine and the checked request: every door's text, language, mode and sampling are checked
+        here, once, cheap checks first, so a typo is reported before any model work."""
         engine = self.engine_for(request.engine)
         text = validate_text(request.text, self.settings.max_text_chars)
         language = engine.language_for(request.language)
         request.sampling.validate()
+        if request.voice_mode:
+            engine.mode_for(request.voice_mode)
         if request.reference and not (request.voice or "").strip():
             check_ref_text(request.ref_text, engine.mode_for(request.mode), self.settings.max_ref_text_chars)
         engine.load(progress=progress)
         prompt = self.prompt_for(request.voice, request.reference, request.ref_text, request.mode, request.voice_mode,
                                  engine)
-        return engine, engine.check_request(SynthesisRequest(text, language, prompt, request.sampling))
+        return engine, streaming.Speech(text, language, prompt, request.sampling)
+
+    def budget(self) -> streaming.Budget:
+        return streaming.Budget(self.settings.max_request_seconds, self.settings.max_generation_seconds)
+
+    def stream(self, request: SpeakRequest, heartbeat: bool = False, progress: Progress | None = None,
+               takes: int = 1) -> streaming.Stream:
+        """The speech pipeline for `request`: iterate it for chunks while the model generates, then read `.takes`."""
+        if isinstance(takes, bool) or not isinstance(takes, int) or not 1 <= takes <= MAX_TAKES:
+            raise InvalidInput(f"Takes must be a whole number from 1 to {MAX_TAKES}.")
+        engine, speech = self.speech(request, progress)
+        return streaming.Stream(engine, speech, self.budget(), takes, heartbeat)
 
     def synthesize(self, request: SpeakRequest, should_stop: Callable[[], bool] | None = None,
                    progress: Progress | None = None) -> streaming.Take:
-        """The whole take in one go; `should_stop` is asked between frames (Stop, a disconnect, the budget)."""
+        """The whole take in one go: the stream, collected. `should_stop` is asked after every engine step."""
         return self.synthesize_takes(request, 1, should_stop, progress)[0]
 
     def synthesize_takes(self, request: SpeakRequest, takes: int, should_stop: Callable[[], bool] | None = None,
                          progress: Progress | None = None) -> list[streaming.Take]:
-        """`takes` takes of one line in one batch (seeds seed, seed+1, ...), to pick from; about the cost of one."""
-        if not isinstance(takes, int) or not 1 <= takes <= MAX_TAKES:
-            raise InvalidInput(f"Takes must be a whole number from 1 to {MAX_TAKES}.")
-        started = time.perf_counter()
-        engine, resolved = self.resolve(request, progress)
-        deadline = time.monotonic() + self.settings.max_generation_seconds
-
-        def stop() -> bool:
-            return time.monotonic() >= deadline or (should_stop is not None and should_stop())
-
-        results = engine.synthesize_takes(resolved, takes, should_stop=stop)
-        total = time.perf_counter() - started
-        limit = resolved.sampling.max_frames or frame_budget(resolved.text)
-        out = []
-        for samples, seed, frames in results:
-            flags = ["The take hit the length limit and may be cut off."] if frames >= limit else []
-            if time.monotonic() >= deadline:
-                flags.append("The take reached the generation time budget and was cut off.")
-            out.append(streaming.Take(samples, engine.capabilities.sample_rate, seed, frames, total, total, 1,
-                                      flags))
-        return out
-
-    def stream(self, request: SpeakRequest, heartbeat: bool = False, progress: Progress | None = None
-               ) -> streaming.Stream:
-        """Chunks while the model generates; iterate it, then read `.take`."""
-        engine, resolved = self.resolve(request, progress)
-        return streaming.stream(engine, resolved, heartbeat=heartbeat)
+        """`takes` takes of one line generated together (seeds seed, seed+1, ...), to pick from."""
+        return self.stream(request, progress=progress, takes=takes).collect(should_stop)
 
     # -- quality -----------------------------------------------------------------------------
     def score_take(self, take, reference=None, text: str = "", language: str = "Auto",
@@ -344,7 +368,7 @@ class Studio:
     def compare_events(self, request: CompareRequest) -> Iterator[tuple]:
         """Generate and score every column, yielding as it goes.
 
-        Events: ("chunk", column, take_number, samples) while a take streams, ("scored", column,
+        Events: ("chunk", column, take_number, samples, sample_rate) while a take streams, ("scored", column,
         ScoredTake) after each take, and ("done", [ColumnResult, ...]) at the end. Every column is
         checked (voice, reference, mode) before anything is generated.
         """
@@ -368,10 +392,10 @@ class Studio:
             scored = []
             for number in range(request.takes):
                 sampling = replace(request.sampling, seed=(request.seed + number) % 2**32)
-                take_stream = streaming.stream(engines[index], SynthesisRequest(text, languages[index], prompt,
-                                                                                sampling))
+                speech = streaming.Speech(text, languages[index], prompt, sampling)
+                take_stream = streaming.Stream(engines[index], speech, self.budget())
                 for chunk in take_stream:
-                    yield "chunk", index, number, chunk.samples
+                    yield "chunk", index, number, chunk.samples, take_stream.rate
                 take = ScoredTake(take_stream.take, self._score(take_stream.take, text, language, reference))
                 scored.append(take)
                 yield "scored", index, take
@@ -390,7 +414,7 @@ class Studio:
             return self.prompt_for(column.voice, voice_mode=column.mode, engine=engine)
         if not column.reference:
             raise InvalidInput("Each column needs a library voice or a reference clip.")
-        return self.prompt_for(None, column.reference, column.ref_text, column.mode or "icl", engine=engine)
+        return self.prompt_for(None, column.reference, column.ref_text, column.mode or None, engine=engine)
 
     def _column_reference(self, column: Column) -> audio.Clip | None:
         if column.voice:
@@ -422,8 +446,8 @@ class Studio:
         ref_text = check_ref_text(new.ref_text, new.mode, self.settings.max_ref_text_chars)
         prompt = None
         try:
-            made = self.engine.make_prompt(clip, ref_text, new.mode)
-            prompt = (made.fingerprint, prompt_bytes(made, self.engine))
+            made = self.engine.make_prompt(clip, ref_text, self.engine.voice_mode(new.mode))
+            prompt = (made.fingerprint, self.engine.prompt_bytes(made))
         except ModelUnavailable as error:
             log.warning("saving %r without a prompt (built on first use): %s", new.name, error)
         source = Path(new.original) if new.original and Path(new.original).is_file() else Path(new.reference)
@@ -459,9 +483,25 @@ class Studio:
         if not file:
             raise InvalidInput("Choose a voice file (.zip from Voice Studio, or .pt from the Qwen3-TTS demo).")
         path = Path(file)
-        if path.suffix.lower() == ".pt":
-            return archive.import_official(self.library, path, name or path.stem, self.engine, language)
-        return archive.import_zip(self.library, path)
+        if path.suffix.lower() == ".zip":
+            return archive.import_zip(self.library, path)
+        reader = self.voice_file_reader(path.suffix.lower())
+        if path.stat().st_size > self.settings.max_upload_bytes:
+            raise InvalidInput("That voice file is larger than the upload limit.")
+        reader.load()
+        prompt = reader.read_voice_file(path)
+        foreign = archive.ForeignPrompt(reader.prompt_bytes(prompt), prompt.fingerprint, prompt.mode,
+                                        prompt.ref_text, reader.label)
+        return archive.import_prompt(self.library, path, name or path.stem, foreign, language)
+
+    def voice_file_reader(self, suffix: str) -> Engine:
+        """The engine that reads voice files with this suffix, whichever engine is the default."""
+        for name in self.engine_names():
+            engine = self.engine_for(name)
+            if suffix in engine.capabilities.voice_files:
+                return engine
+        known = sorted({s for n in self.engine_names() for s in self.engine_for(n).capabilities.voice_files})
+        raise InvalidInput(f"Voice files are .zip (Voice Studio) or {', '.join(known)}; not {suffix or 'this'}.")
 
     def voice_details(self, name: str | None) -> VoiceDetails | None:
         """Summary, reference and approved preview of a voice; None when no voice is chosen.

@@ -13,32 +13,34 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import queue
 import threading
-from typing import Callable
+from typing import Callable, Iterator
 
 import gradio as gr
 import numpy as np
 
 from . import audio
-from .config import ENGINES, SAMPLE_RATE, Settings
-from .engine import MAX_TAKES, Engine, Sampling
+from .config import Settings
 from .errors import InvalidInput, StudioError
 from .languages import LANGUAGES
 from .library import Voice
 from .quality import picture
-from .studio import MAX_COLUMNS, Column, CompareRequest, NewVoice, SpeakRequest, Studio
+from .streaming import Chunk, Pump, Stream
+from .studio import (MAX_COLUMNS, MAX_TAKES, MODE_NAMES, Column, CompareRequest, Engine, NewVoice, Sampling,
+                     SpeakRequest, Studio, seconds_of_frames)
 from .transcribe import Transcriber
 
 log = logging.getLogger(__name__)
 
 HUM_CHOICES = [("Off", "off"), ("Auto-detect", "auto"), ("50 Hz", "50"), ("60 Hz", "60")]
-MODE_CHOICES = [("ICL (audio + transcript)", "icl"), ("x-vector only (audio)", "xvector")]
+MODE_CHOICES = [(MODE_NAMES[mode], mode) for mode in ("icl", "xvector")]
 INTERNAL_ERROR = "Something went wrong inside the studio; the details are in the server log."
 VOICE_COLUMNS = ["name", "language", "mode", "tags", "created"]
 REFERENCE_CHOICE = "Reference clip below"
 HEARTBEAT_SECONDS = 0.1  # how often a one-shot request may be stopped
 REFERENCE_COLUMN = "Reference clip (Preview tab)"
-COLUMN_MODES = [("The voice's own mode", ""), ("ICL (audio + transcript)", "icl"), ("x-vector only", "xvector")]
+COLUMN_MODES = [("The voice's own mode", "")] + MODE_CHOICES
 RANKING = ("**How takes are ranked:** combined = speaker similarity (cosine to the reference, resemblyzer) "
            "- error rate (Whisper's transcript vs the text: WER, or CER for Japanese, Chinese, Korean) "
            "- 0.5 per serious flag (silent, runaway, cut off, wrong language) - 0.2 per minor flag (clipped, "
@@ -126,7 +128,7 @@ def whole_number(value, name: str) -> int:
 
 
 def take_details(take) -> dict:
-    return dict(seed=take.seed, duration=round(take.duration, 3), frames=take.frames, flags=take.flags)
+    return dict(seed=take.seed, duration=round(take.duration, 3), flags=take.flags)
 
 
 def speak_request(text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
@@ -134,13 +136,34 @@ def speak_request(text, language, voice, reference, ref_text, mode, temperature,
     """The Preview form's values as a core request (-1 seed: random; 0 max frames: from the text)."""
     try:
         seed = None if seed is None or int(seed) < 0 else int(seed)
-        max_frames = None if not max_frames or int(max_frames) <= 0 else int(max_frames)
         sampling = Sampling(float(temperature), float(top_p), int(top_k), float(repetition_penalty), seed,
-                            max_frames)
+                            seconds_of_frames(float(max_frames or 0)))
     except (TypeError, ValueError, OverflowError) as error:
         raise InvalidInput("Sampling settings must be numbers.") from error
     return SpeakRequest(text=text, language=language, voice=voice, reference=reference, ref_text=ref_text,
-                        mode=mode or "icl", sampling=sampling, engine=engine or None)
+                        mode=mode or None, sampling=sampling, engine=engine or None)
+
+
+def pumped(take_stream: Stream) -> Iterator[Chunk | None]:
+    """A stream's chunks, generated in one worker thread, with None every HEARTBEAT_SECONDS.
+
+    Gradio asks a generator for each item from whichever pool thread is free; generation kept in
+    one thread costs what the pipeline costs. Gradio can close a generator only between items, so
+    the None items are what let Stop or a disconnect end generation at once.
+    """
+    pump = Pump(lambda: take_stream)
+    try:
+        while True:
+            try:
+                chunk = pump.get(timeout=HEARTBEAT_SECONDS)
+            except queue.Empty:
+                yield None
+                continue
+            if chunk is None:
+                return
+            yield chunk
+    finally:
+        pump.cancel()
 
 
 def clean_options(mono=True, resample=True, remove_dc=True, trim_silence=True, normalize=True, denoise=False,
@@ -152,13 +175,13 @@ def clean_options(mono=True, resample=True, remove_dc=True, trim_silence=True, n
                               tail_ms=int(tail_ms or 0), denoise=bool(denoise), hum=hum)
 
 
-def column_from_text(value: str) -> Column:
+def column_from_text(value: str, engines: tuple[str, ...]) -> Column:
     """ "Sakura", "Sakura:xvector" (another cloning mode), "Sakura@chatterbox-turbo" (another engine), or both."""
     if not isinstance(value, str) or not value.strip():
         raise InvalidInput('Each voice to compare is a name, optionally with a mode and an engine: "Sakura", '
                            '"Sakura:xvector", "Sakura@chatterbox-turbo".')
     value, engine = value, ""
-    if "@" in value and value.rpartition("@")[2] in ENGINES:
+    if "@" in value and value.rpartition("@")[2] in engines:
         value, _, engine = value.rpartition("@")
     name, _, mode = value.rpartition(":") if value.endswith((":icl", ":xvector")) else (value, "", "")
     return Column(voice=name.strip(), mode=mode or None, engine=engine or None)
@@ -166,20 +189,13 @@ def column_from_text(value: str) -> Column:
 
 def engine_note(engine: Engine) -> str:
     """What an engine can do, in a line, so the form explains what it offers."""
-    caps = engine.capabilities
-    languages = "English only" if caps.languages == ("English",) else f"{len(caps.languages) - 1} languages and Auto"
-    modes = {("icl", "xvector"): "ICL (audio + transcript) or x-vector only",
-             ("xvector",): "clones from the reference audio alone (no transcript needed)",
-             ("icl",): "clones from the reference clip and its transcript"}[tuple(caps.modes)]
-    tags = "; paralinguistic tags such as [laugh], [sigh], [chuckle]" if caps.tags else ""
-    unit = 1000 / caps.frame_rate
-    return f"**{engine.label}**: {languages}; {modes}{tags}; streams in steps of {unit:.0f} ms."
+    return engine.capabilities.describe(engine.label)
 
 
 def sampling_record(sampling: Sampling) -> dict:
     """The settings that made a take, as recorded with an approved preview."""
     return {"temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": sampling.top_k,
-            "repetition_penalty": sampling.repetition_penalty, "max_frames": sampling.max_frames or 0}
+            "repetition_penalty": sampling.repetition_penalty, "max_seconds": sampling.max_seconds or 0}
 
 
 def result_summary(result) -> dict:
@@ -246,7 +262,7 @@ class StudioUI:
         return self.studio.transcribe(reference, language, progress=progress_reporter(progress)).to_dict()
 
     # -- synthesis endpoints -----------------------------------------------------------------
-    def synthesize(self, text, language="English", voice=None, reference=None, ref_text=None, mode="icl",
+    def synthesize(self, text, language="English", voice=None, reference=None, ref_text=None, mode="",
                    temperature=0.9, top_p=1.0, top_k=50, repetition_penalty=1.05, seed=-1, max_frames=0,
                    retries=0, engine="", progress=gr.Progress(track_tqdm=True)):
         """Speak `text` in a cloned voice (one shot). Returns a 24 kHz WAV and a summary.
@@ -266,7 +282,7 @@ class StudioUI:
         take, report = yield from in_worker(work, (gr.skip(), gr.skip()))
         yield to_gradio_audio(take.samples, take.rate), " ".join([take.summary(), *report])
 
-    def synthesize_takes(self, text, language="English", voice=None, reference=None, ref_text=None, mode="icl",
+    def synthesize_takes(self, text, language="English", voice=None, reference=None, ref_text=None, mode="",
                          temperature=0.9, top_p=1.0, top_k=50, repetition_penalty=1.05, seed=-1, max_frames=0,
                          takes=2, engine="", progress=gr.Progress(track_tqdm=True)):
         """Several takes of one line in one batch (seeds seed, seed+1, ...), at about the cost of one.
@@ -309,7 +325,7 @@ class StudioUI:
                                          label=f"Take {n + 1} (seed {t.seed})") for n, t in enumerate(made)]
         yield (to_gradio_audio(made[0].samples, made[0].rate), summary, *players)
 
-    def stream(self, text, language="English", voice=None, reference=None, ref_text=None, mode="icl",
+    def stream(self, text, language="English", voice=None, reference=None, ref_text=None, mode="",
                temperature=0.9, top_p=1.0, top_k=50, repetition_penalty=1.05, seed=-1, max_frames=0, engine=""):
         """Same inputs as synthesize; yields one 24 kHz WAV per chunk while generation runs (for scripts).
 
@@ -319,12 +335,12 @@ class StudioUI:
         """
         request = speak_request(text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
                                 repetition_penalty, seed, max_frames, engine)
-        take_stream = self.studio.stream(request, heartbeat=True)
-        for chunk in take_stream:
-            if chunk is None or not len(chunk.samples):
+        take_stream = self.studio.stream(request)
+        for chunk in pumped(take_stream):
+            if chunk is None:
                 yield gr.skip()
             else:
-                yield to_gradio_audio(chunk.samples, take_stream.engine.capabilities.sample_rate)
+                yield to_gradio_audio(chunk.samples, take_stream.rate)
 
     def preview_stream(self, text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
                        repetition_penalty, seed, max_frames, retries=0, engine="",
@@ -332,10 +348,10 @@ class StudioUI:
         """The Preview player: chunks to the streaming player, then the whole take and its timings."""
         request = speak_request(text, language, voice, reference, ref_text, mode, temperature, top_p, top_k,
                                 repetition_penalty, seed, max_frames, engine)
-        take_stream = self.studio.stream(request, heartbeat=True, progress=progress_reporter(progress))
-        rate = take_stream.engine.capabilities.sample_rate
-        for chunk in take_stream:
-            if chunk is None or not len(chunk.samples):
+        take_stream = self.studio.stream(request, progress=progress_reporter(progress))
+        rate = take_stream.rate
+        for chunk in pumped(take_stream):
+            if chunk is None:
                 yield gr.skip(), gr.skip(), gr.skip()
                 continue
             yield to_gradio_audio(chunk.samples, rate), gr.skip(), f"Streaming... {chunk.elapsed:.1f} s"
@@ -357,7 +373,7 @@ class StudioUI:
 
         Returns the scores of every take per column (best first, JSON) and the best take of each column.
         """
-        columns = [column_from_text(v) for v in (voices or [])]
+        columns = [column_from_text(v, self.studio.engine_names()) for v in (voices or [])]
         if reference:
             columns.append(Column(reference=reference, ref_text=ref_text))
         results = self.studio.compare(self._compare_request(text, language, columns, seed, takes, max_frames))
@@ -367,7 +383,7 @@ class StudioUI:
 
     def _compare_request(self, text, language, columns, seed, takes, max_frames) -> CompareRequest:
         try:
-            sampling = Sampling(max_frames=int(max_frames) if max_frames and int(max_frames) > 0 else None)
+            sampling = Sampling(max_seconds=seconds_of_frames(float(max_frames or 0)))
             return CompareRequest(text or "", language, tuple(columns), int(seed or 0), int(takes or 1), sampling)
         except (TypeError, ValueError) as error:
             raise InvalidInput("Seed, takes and max frames must be whole numbers.") from error
@@ -644,14 +660,14 @@ class StudioUI:
                            outputs=[p["language"], p["mode"], p["engine_note"]], api_visibility="private")
 
     def engine_choices(self) -> list[tuple[str, str]]:
-        return [(self.studio.engine_for(name).label, name) for name in ENGINES]
+        return [(self.studio.engine_for(name).label, name) for name in self.studio.engine_names()]
 
     def engine_form(self, name, language, mode):
         """Offer only what the chosen engine can do: its languages and cloning modes, and say what it is."""
         engine = self.studio.engine_for(name)
         caps = engine.capabilities
         languages = list(caps.languages)
-        modes = [choice for choice in MODE_CHOICES if choice[1] in caps.modes]
+        modes = [(MODE_NAMES.get(mode, mode), mode) for mode in caps.modes]
         language = language if language in languages else languages[0]
         mode = mode if mode in caps.modes else modes[0][1]
         return (gr.update(choices=languages, value=language), gr.update(choices=modes, value=mode),
@@ -731,8 +747,9 @@ class StudioUI:
                                                  engine=engine or None)))
                 else:
                     chosen.append((index, Column(voice=source, mode=mode or None, engine=engine or None)))
-            if len(chosen) < 2:
-                raise InvalidInput("Choose at least two columns to compare.")
+            if not chosen:
+                raise InvalidInput("Choose at least one column to compare (one column with several takes "
+                                   "is best of N).")
             request = self._compare_request(text, language, [col for _, col in chosen], seed, takes, max_frames)
             if not studio.scorer.loaded:
                 update = blank()
@@ -745,7 +762,7 @@ class StudioUI:
                 if event[0] == "chunk":
                     if not len(event[3]):
                         continue
-                    update[-3] = to_gradio_audio(event[3], SAMPLE_RATE)
+                    update[-3] = to_gradio_audio(event[3], event[4])
                 elif event[0] == "done":
                     for position, result in enumerate(event[1]):
                         index = chosen[position][0]

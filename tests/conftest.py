@@ -19,7 +19,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    from studio.testing import build_checkpoint
+    from studio.engines.qwen.standin import build_checkpoint
 
     return build_checkpoint(tmp_path_factory.mktemp("tiny-qwen3-tts"))
 
@@ -34,16 +34,16 @@ def whisper_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def chatterbox_dir(tmp_path_factory) -> Path:
-    """Tiny random ONNX graphs with Chatterbox-Turbo's names, ranks and dtypes (studio.testing)."""
-    from studio.testing import build_chatterbox
+    """Tiny random ONNX graphs with Chatterbox-Turbo's names, ranks and dtypes (its stand-in builder)."""
+    from studio.engines.chatterbox.standin import build_chatterbox
 
     return build_chatterbox(tmp_path_factory.mktemp("tiny-chatterbox"))
 
 
 @pytest.fixture(scope="session")
 def marvis_dir(tmp_path_factory) -> Path:
-    """A tiny random CSM checkpoint with its processor, loadable like Marvis TTS (studio.testing)."""
-    from studio.testing import build_marvis
+    """A tiny random CSM checkpoint with its processor, loadable like Marvis TTS (its stand-in builder)."""
+    from studio.engines.marvis.standin import build_marvis
 
     return build_marvis(tmp_path_factory.mktemp("tiny-marvis"))
 
@@ -66,7 +66,7 @@ def transcriber(whisper_dir):
 
 @pytest.fixture(scope="session")
 def engine(settings):
-    from studio.engine import create_engine
+    from studio.engines import create_engine
 
     engine = create_engine(settings)
     engine.load()
@@ -172,3 +172,18 @@ def wait_until_idle(engine, seconds: float = 15.0) -> bool:
     while engine.busy and time.monotonic() < deadline:
         time.sleep(0.05)
     return not engine.busy
+
+
+def speak_all(engine, text, language, prompt, sampling=None, seeds=(0,), seconds=None):
+    """Every take of one sentence through the engine's own `speak`, collected: ([samples per take], [cut per take])."""
+    import numpy as np
+
+    from studio.engines import Sampling, SpeakJob, sentence_budget
+
+    job = SpeakJob(text, language, prompt, sampling or Sampling(), tuple(seeds), seconds or sentence_budget(text))
+    pieces: list[list] = [[] for _ in seeds]
+    cut = [False] * len(seeds)
+    for piece in engine.speak(job):
+        pieces[piece.take].append(piece.samples)
+        cut[piece.take] = cut[piece.take] or piece.cut
+    return [np.concatenate(p) if p else np.zeros(0, np.float32) for p in pieces], cut

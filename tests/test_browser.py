@@ -24,7 +24,7 @@ def test_page_shows_the_four_tabs(page):
 
 def test_page_serves_without_loading_a_model(settings, browser):
     """A fresh studio (no model loaded) serves its page and says the model loads on first use."""
-    from studio.engine import create_engine
+    from studio.engines import create_engine
     from studio.ui import build_app
     from tests.conftest import free_port
 

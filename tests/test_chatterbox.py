@@ -6,11 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from studio.chatterbox import ENCODER_OUTPUTS
-from studio.engine import Sampling, SynthesisRequest, create_engine
+from studio.engines import Sampling, create_engine
+from studio.engines.chatterbox.engine import ENCODER_OUTPUTS
 from studio.errors import InvalidInput, ModelUnavailable
-from studio.streaming import stream
+from studio.streaming import Budget, Speech, Stream
 from studio.studio import Column, CompareRequest, NewVoice, SpeakRequest
+
+TOKEN = 0.04  # seconds per speech token
+
+
+def stream(engine, text, prompt, sampling, takes=1):
+    return Stream(engine, Speech(text, "English", prompt, sampling), Budget(600, 900), takes)
 
 
 @pytest.fixture(scope="module")
@@ -64,42 +70,45 @@ def test_prompt_round_trips_and_bad_tensors_are_refused(chatterbox, prompt):
 
 
 def test_one_shot_with_a_tag_is_seeded_and_streams_the_same(chatterbox, prompt):
-    request = SynthesisRequest("Oh that is funny [laugh] how are you today", "English", prompt,
-                               Sampling(seed=4, max_frames=40))
-    first, seed = chatterbox.synthesize(request)
-    again, _ = chatterbox.synthesize(request)
-    assert seed == 4 and np.array_equal(first, again) and len(first) % 960 == 0
-    greedy = SynthesisRequest(request.text, "English", prompt, Sampling(temperature=0, max_frames=40))
-    whole, _ = chatterbox.synthesize(greedy)
+    text = "Oh that is funny [laugh] how are you today"
+    first, again = (stream(chatterbox, text, prompt, Sampling(seed=4, max_seconds=40 * TOKEN)).collect()[0]
+                    for _ in range(2))
+    assert first.seed == 4 and np.array_equal(first.samples, again.samples) and len(first.samples) % 960 == 0
+    greedy = Sampling(temperature=0, max_seconds=40 * TOKEN)
+    whole = stream(chatterbox, text, prompt, greedy).collect()[0].samples
     assert len(whole) == (40 + 3) * 960 and np.abs(whole).max() > 0.05
-    chunks = list(stream(chatterbox, greedy))
+    chunks = list(stream(chatterbox, text, prompt, greedy))
     assert len(chunks) >= 4  # audio while tokens are still coming, a window at a time
     assert np.array_equal(np.concatenate([c.samples for c in chunks]), whole)  # windows fixed by index
 
 
 def test_takes_in_one_batch_end_on_their_own(chatterbox, prompt):
-    request = SynthesisRequest("A batch of takes", "English", prompt, Sampling(seed=10, max_frames=60))
-    takes = chatterbox.synthesize_takes(request, 3)
+    sampling = Sampling(seed=10, max_seconds=60 * TOKEN)
+    takes = stream(chatterbox, "A batch of takes", prompt, sampling, 3).collect()
     assert [t.seed for t in takes] == [10, 11, 12]
-    assert all(len(t.samples) == (t.frames + 3) * 960 for t in takes)  # three tokens of closing silence
-    assert [t.frames for t in chatterbox.synthesize_takes(request, 3)] == [t.frames for t in takes]
-    assert any(t.frames < 60 for t in takes)  # a take that picked the stop token ends there
+    tokens = [len(t.samples) / 960 - 3 for t in takes]  # three tokens of closing silence
+    assert all(n.is_integer() for n in tokens)
+    again = stream(chatterbox, "A batch of takes", prompt, sampling, 3).collect()
+    assert [len(t.samples) for t in again] == [len(t.samples) for t in takes]
+    assert any(n < 60 for n in tokens)  # a take that picked the stop token ends there
 
 
-def test_other_languages_are_refused_clearly(chatterbox, prompt):
+def test_other_languages_are_refused_clearly(studio, ja_clips):
+    entry = ja_clips[0]
     with pytest.raises(InvalidInput, match="Chatterbox-Turbo speaks English only, not Japanese"):
-        chatterbox.synthesize(SynthesisRequest("こんにちは", "Japanese", prompt))
-    samples, _ = chatterbox.synthesize(SynthesisRequest("Hello", "auto", prompt, Sampling(seed=1, max_frames=5)))
-    assert len(samples) > 0  # Auto on an English-only engine is English
+        studio.synthesize(SpeakRequest("こんにちは", "Japanese", reference=entry["path"], engine="chatterbox-turbo"))
+    take = studio.synthesize(SpeakRequest("Hello", "auto", reference=entry["path"], engine="chatterbox-turbo",
+                                          sampling=Sampling(seed=1, max_seconds=5 * TOKEN)))
+    assert len(take.samples) > 0  # Auto on an English-only engine is English
 
 
 def test_one_saved_voice_speaks_through_both_engines(studio, ja_clips):
     entry = ja_clips[0]
     voice = studio.save_voice(NewVoice("Both Engines", entry["path"], entry["text"], "Japanese", "icl"))
     qwen = studio.synthesize(SpeakRequest("Hello.", "English", voice=voice.name,
-                                          sampling=Sampling(seed=1, max_frames=6)))
+                                          sampling=Sampling(seed=1, max_seconds=0.48)))
     turbo = studio.synthesize(SpeakRequest("Hello.", "English", voice=voice.name, engine="chatterbox-turbo",
-                                           sampling=Sampling(seed=1, max_frames=6)))
+                                           sampling=Sampling(seed=1, max_seconds=0.48)))
     assert qwen.rate == turbo.rate == 24000 and len(qwen.samples) and len(turbo.samples)
     prompts = sorted(p.name for p in (studio.library.path(voice) / "prompts").iterdir())
     assert prompts == sorted({f"{studio.engine.fingerprint}.safetensors",
@@ -113,6 +122,6 @@ def test_compare_columns_can_use_different_engines(studio, ja_clips):
     columns = (Column(reference=entry["path"], ref_text=entry["text"]),
                Column(reference=entry["path"], engine="chatterbox-turbo"))
     results = studio.compare(CompareRequest("Which engine sounds closer?", "English", columns, seed=2, takes=1,
-                                            sampling=Sampling(max_frames=8)))
+                                            sampling=Sampling(max_seconds=0.64)))
     assert [r.column.label() for r in results] == ["Reference clip", "Reference clip (chatterbox-turbo)"]
     assert all(r.best.scores.similarity is not None for r in results)

@@ -5,9 +5,12 @@ import pytest
 
 from studio import audio
 from studio.config import Settings
-from studio.engine import (Sampling, SynthesisRequest, choose_runtime, cpu_runs_bf16, create_engine, frame_budget,
-                           model_fingerprint)
+from studio.engines import Sampling, create_engine, sentence_budget
+from studio.engines.runtime import choose_runtime, cpu_runs_bf16, model_fingerprint
 from studio.errors import AudioError, InvalidInput, ModelUnavailable
+from studio.studio import SpeakRequest
+
+from tests.conftest import speak_all
 
 
 def test_runtime_on_cpu_machine_follows_the_cpu_features():
@@ -70,23 +73,21 @@ def test_prompt_is_cached_for_same_audio(engine, ja_clip):
 def test_synthesize_cross_lingual_and_seeded(engine, ja_clip):
     clip, text = ja_clip
     prompt = engine.make_prompt(clip, text, "icl")
-    request = SynthesisRequest("Hello, this is a test.", "English", prompt, Sampling(seed=7, max_frames=12))
-    first, seed = engine.synthesize(request)
-    second, _ = engine.synthesize(request)
-    assert seed == 7
+    text = "Hello, this is a test."
+    (first,), _ = speak_all(engine, text, "English", prompt, Sampling(), seeds=(7,), seconds=12 / 12.5)
+    (second,), _ = speak_all(engine, text, "English", prompt, Sampling(), seeds=(7,), seconds=12 / 12.5)
     assert first.dtype == np.float32 and first.ndim == 1
     assert len(first) % 1920 == 0 and 0 < len(first) <= 12 * 1920
     assert np.abs(first).max() > 1e-3  # real audio, not silence
     np.testing.assert_array_equal(first, second)
-    other, _ = engine.synthesize(SynthesisRequest(request.text, "English", prompt, Sampling(seed=8, max_frames=12)))
+    (other,), _ = speak_all(engine, text, "English", prompt, Sampling(), seeds=(8,), seconds=12 / 12.5)
     assert not np.array_equal(first[: len(other)], other[: len(first)])
 
 
 def test_greedy_and_xvector_synthesis(engine, ja_clip):
     clip, _ = ja_clip
     prompt = engine.make_prompt(clip, None, "xvector")
-    samples, _ = engine.synthesize(SynthesisRequest("Good morning.", "auto", prompt,
-                                                    Sampling(temperature=0, max_frames=8)))
+    (samples,), _ = speak_all(engine, "Good morning.", "Auto", prompt, Sampling(temperature=0), seconds=8 / 12.5)
     assert 0 < len(samples) <= 8 * 1920
 
 
@@ -100,13 +101,14 @@ def test_greedy_and_xvector_synthesis(engine, ja_clip):
     ("Hello", "English", Sampling(temperature=5), "Temperature"),
     ("Hello", "English", Sampling(top_p=0), "Top-p"),
     ("Hello", "English", Sampling(seed=-3), "Seed"),
-    ("Hello", "English", Sampling(max_frames=10**6), "Max length"),
+    ("Hello", "English", Sampling(max_seconds=10**6), "Max length"),
+    ("Hello", "English", Sampling(max_seconds=0.0001 - 1), "Max length"),
 ])
-def test_bad_requests_get_clear_messages(engine, ja_clip, text, language, sampling, message):
-    clip, ref_text = ja_clip
-    prompt = engine.make_prompt(clip, ref_text, "icl")
+def test_bad_requests_get_clear_messages(studio, ja_clips, text, language, sampling, message):
+    entry = ja_clips[0]
+    request = SpeakRequest(text, language, reference=str(entry["path"]), ref_text=entry["text"], sampling=sampling)
     with pytest.raises(InvalidInput, match=message):
-        engine.synthesize(SynthesisRequest(text, language, prompt, sampling))
+        studio.synthesize(request)
 
 
 def test_icl_without_transcript_is_refused(engine, ja_clip):
@@ -133,7 +135,7 @@ def test_prompt_from_other_model_is_refused(engine, ja_clip):
     prompt = engine.make_prompt(clip, text, "icl")
     foreign = type(prompt)("icl", text, "0" * 16, prompt.tensors)
     with pytest.raises(InvalidInput, match="different model"):
-        engine.synthesize(SynthesisRequest("Hello", "English", foreign))
+        speak_all(engine, "Hello", "English", foreign)
 
 
 def test_missing_model_folder_names_the_model_and_the_fix(tmp_path):
@@ -152,16 +154,16 @@ def test_unreachable_hub_model_gives_offline_advice():
 
 
 def test_fingerprint_tells_checkpoints_apart(tiny_checkpoint, tmp_path):
-    from studio.testing import build_checkpoint
+    from studio.engines.qwen.standin import build_checkpoint
 
     other = build_checkpoint(tmp_path / "other", seed=1)
     assert model_fingerprint(tiny_checkpoint) == model_fingerprint(tiny_checkpoint)
     assert model_fingerprint(tiny_checkpoint) != model_fingerprint(other)
 
 
-def test_frame_budget_grows_with_text_and_is_capped():
-    assert frame_budget("Hi") < frame_budget("Hello there, a longer sentence.")
-    assert frame_budget("x" * 100000) == 4096
+def test_sentence_budget_grows_with_text_and_is_capped():
+    assert sentence_budget("Hi") < sentence_budget("Hello there, a longer sentence.")
+    assert sentence_budget("x" * 100000) == pytest.approx(4096 / 12.5)
 
 
 def test_concurrent_requests_share_one_model_safely(engine, ja_clip):
@@ -170,15 +172,18 @@ def test_concurrent_requests_share_one_model_safely(engine, ja_clip):
 
     clip, text = ja_clip
     prompt = engine.make_prompt(clip, text, "icl")
-    requests = [SynthesisRequest(f"Request number {i}.", "English", prompt, Sampling(seed=i, max_frames=6))
-                for i in range(4)]
-    expected = [engine.synthesize(r)[0] for r in requests]
-    results = [None] * len(requests)
+    texts = [f"Request number {i}." for i in range(4)]
+
+    def say(i):
+        return speak_all(engine, texts[i], "English", prompt, seeds=(i,), seconds=6 / 12.5)[0][0]
+
+    expected = [say(i) for i in range(len(texts))]
+    results = [None] * len(texts)
 
     def run(i):
-        results[i] = engine.synthesize(requests[i])[0]
+        results[i] = say(i)
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(requests))]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(texts))]
     for t in threads:
         t.start()
     for t in threads:
@@ -188,11 +193,8 @@ def test_concurrent_requests_share_one_model_safely(engine, ja_clip):
 
 
 @pytest.mark.parametrize("written", ["English", "english", "ENGLISH", "en", "EN", " en "])
-def test_languages_are_accepted_as_people_write_them(engine, ja_clip, written):
-    clip, text = ja_clip
-    prompt = engine.make_prompt(clip, text, "icl")
-    checked = engine.check_request(SynthesisRequest("Hello", written, prompt, Sampling(max_frames=2)))
-    assert checked.language == "English"
+def test_languages_are_accepted_as_people_write_them(engine, written):
+    assert engine.language_for(written) == "English"
 
 
 def test_long_reference_transcript_is_refused_before_any_model_work(engine, ja_clip):
@@ -202,19 +204,17 @@ def test_long_reference_transcript_is_refused_before_any_model_work(engine, ja_c
         engine.make_prompt(clip, "あ" * (limit + 1), "icl")
 
 
-def test_one_shot_synthesis_stops_between_frames_when_asked(engine, ja_clip):
-    """A cancelled one-shot request ends within a frame instead of generating to the end."""
-    from studio.errors import Cancelled
+def test_closing_speak_stops_generation_within_a_step(engine, ja_clip):
+    """An engine whose consumer stops asking has stopped: no more steps are made, and the model is free."""
+    from tests.conftest import counting_frames
+    from studio.engines import SpeakJob
 
     clip, text = ja_clip
     prompt = engine.make_prompt(clip, text, "icl")
-    asked = []
-
-    def stop_after_three():
-        asked.append(1)
-        return len(asked) > 3
-
-    with pytest.raises(Cancelled):
-        engine.synthesize(SynthesisRequest("Stop me.", "English", prompt, Sampling(seed=1, max_frames=400)),
-                          should_stop=stop_after_three)
-    assert len(asked) == 4  # asked once per frame: frames 1-3 kept, the 4th ended generation
+    pieces = engine.speak(SpeakJob("Stop me.", "English", prompt, Sampling(), (1,), 400 / 12.5))
+    with counting_frames(engine) as counted:
+        for number, _ in enumerate(pieces):
+            if number == 2:
+                break
+        pieces.close()
+    assert len(counted) == 3 and not engine.busy

@@ -1,4 +1,4 @@
-"""Our frame loop (`studio/qwen_talker.py`) held to qwen-tts' own nested `generate()` on a tiny checkpoint.
+"""Our frame loop (`studio/engines/qwen/talker.py`) held to qwen-tts' own nested `generate()` on a tiny checkpoint.
 
 The official path stays the reference: teacher-forced logits within 1e-4 and greedy
 codes identical in float32, for both cloning modes and texts that end by
@@ -9,8 +9,12 @@ import pytest
 import torch
 
 from studio.config import Settings
-from studio.engine import Sampling, SynthesisRequest, create_engine
+from studio.engines import Sampling, SpeakJob, create_engine
 from studio.errors import InvalidInput
+from studio.streaming import Budget, Speech, Stream
+from tests.conftest import speak_all
+
+FRAME = 1 / 12.5
 
 TEXTS = ["Hello there, how are you doing today?", "Hi.", "今日はいい天気ですね。"]
 LANGUAGES = ["English", "English", "Japanese"]
@@ -32,16 +36,25 @@ def official_codes(engine, request, limit):
     frames = []
     torch.manual_seed(0)
     with torch.inference_mode():
-        engine.official_frames(request, request.text, frames.append, limit)
+        engine.official_frames(request, frames.append, limit)
     return torch.stack(frames)
 
 
 def our_codes(engine, request, limit, seed=0):
-    return torch.stack(list(engine.generate_frames(request, request.text, limit, engine.generators([seed])[0])))
+    steps = engine.generate_takes(request, limit, engine.generators([seed]))
+    return torch.stack([codes[0] for codes, alive in steps if bool(alive[0])])
 
 
 def greedy(engine, prompt, text, language, limit):
-    return engine.check_request(SynthesisRequest(text, language, prompt, Sampling(temperature=0, max_frames=limit)))
+    return job(text, language, prompt, Sampling(temperature=0), limit)
+
+
+def job(text, language, prompt, sampling, frames, seeds=(0,)):
+    return SpeakJob(text, language, prompt, sampling, tuple(seeds), frames * FRAME)
+
+
+def takes(engine, text, prompt, sampling, count):
+    return Stream(engine, Speech(text, "English", prompt, sampling), Budget(600, 900), count).collect()
 
 
 @pytest.mark.parametrize("mode", ["icl", "xvector"])
@@ -72,7 +85,7 @@ def test_teacher_forced_logits_match_the_official_ones(engine, ja_clip, mode):
     prompt = engine.make_prompt(clip, ref_text, mode)
     inner = engine.model.model
     for text, language in zip(TEXTS[:2], LANGUAGES[:2]):
-        request = engine.check_request(SynthesisRequest(text, language, prompt, Sampling(seed=3, max_frames=12)))
+        request = job(text, language, prompt, Sampling(seed=3), 12)
         official: list = []
         hooks = [inner.talker.register_forward_hook(lambda m, a, out: official.append((0, out.logits[:, -1]))),
                  inner.talker.code_predictor.register_forward_hook(
@@ -85,7 +98,7 @@ def test_teacher_forced_logits_match_the_official_ones(engine, ja_clip, mode):
         ours: list = []
         talker_picking, predictor_picking = engine.pickings(request.sampling)
         with torch.inference_mode():
-            list(engine.talker.frames(engine.prefill(request, text), talker_picking, predictor_picking,
+            list(engine.talker.frames(engine.prefill(request), talker_picking, predictor_picking,
                                       engine.generators([0]), 12, forced=codes,
                                       on_logits=lambda group, logits: ours.append((group, logits))))
         # qwen-tts computes one more talker step (for a frame it then drops); the rest pair up one to one.
@@ -95,55 +108,47 @@ def test_teacher_forced_logits_match_the_official_ones(engine, ja_clip, mode):
             assert torch.allclose(mine, theirs.float(), atol=1e-4, rtol=0), (group, (mine - theirs).abs().max())
 
 
-def test_same_seed_same_take_and_streamed_equals_one_shot(engine, ja_clip):
-    from studio.streaming import stream
-
+def test_same_seed_same_take(engine, ja_clip):
     clip, ref_text = ja_clip
     prompt = engine.make_prompt(clip, ref_text, "icl")
-    request = SynthesisRequest("Seeds decide takes", "English", prompt, Sampling(seed=42, max_frames=8))
-    first, seed = engine.synthesize(request)
-    again, _ = engine.synthesize(request)
-    other, _ = engine.synthesize(SynthesisRequest(request.text, "English", prompt, Sampling(seed=43, max_frames=8)))
-    assert seed == 42 and torch.equal(torch.from_numpy(first), torch.from_numpy(again))
-    assert first.shape != other.shape or not (first == other).all()
-    streamed = stream(engine, request)
-    for _ in streamed:
-        pass
-    assert streamed.take.seed == 42 and len(streamed.take.samples) == len(first)
-    assert abs(streamed.take.samples - first).max() <= 1e-4  # the decoder's seams, as in test_streaming
+    sampling = Sampling(seed=42, max_seconds=8 * FRAME)
+    first, again = (takes(engine, "Seeds decide takes", prompt, sampling, 1)[0] for _ in range(2))
+    other = takes(engine, "Seeds decide takes", prompt, Sampling(seed=43, max_seconds=8 * FRAME), 1)[0]
+    assert first.seed == 42 and (first.samples == again.samples).all()
+    assert first.samples.shape != other.samples.shape or not (first.samples == other.samples).all()
 
 
 def test_batch_slots_are_reproducible_and_seeded_in_turn(engine, ja_clip):
     clip, ref_text = ja_clip
     prompt = engine.make_prompt(clip, ref_text, "xvector")
-    request = SynthesisRequest("One line, three takes.", "English", prompt, Sampling(seed=100, max_frames=10))
-    takes = engine.synthesize_takes(request, 3)
-    assert [take.seed for take in takes] == [100, 101, 102]
-    again = engine.synthesize_takes(request, 3)
-    for a, b in zip(takes, again):
+    sampling = Sampling(seed=100, max_seconds=10 * FRAME)
+    made = takes(engine, "One line, three takes.", prompt, sampling, 3)
+    assert [take.seed for take in made] == [100, 101, 102]
+    again = takes(engine, "One line, three takes.", prompt, sampling, 3)
+    for a, b in zip(made, again):
         assert a.samples.shape == b.samples.shape and (a.samples == b.samples).all()
-    first = takes[0].samples
-    assert not all(t.samples.shape == first.shape and (t.samples == first).all() for t in takes[1:])
+    first = made[0].samples
+    assert not all(t.samples.shape == first.shape and (t.samples == first).all() for t in made[1:])
 
 
 def test_takes_of_a_batch_end_at_different_frames(ending_engine, ja_clip):
     clip, ref_text = ja_clip
     prompt = ending_engine.make_prompt(clip, ref_text, "icl")
-    request = SynthesisRequest(TEXTS[0], "English", prompt, Sampling(seed=5, max_frames=60))
-    takes = ending_engine.synthesize_takes(request, 4)
-    frames = [take.frames for take in takes]
-    assert [len(take.samples) for take in takes] == [n * 1920 for n in frames]
+    sampling = Sampling(seed=5, max_seconds=60 * FRAME)
+    made = takes(ending_engine, TEXTS[0], prompt, sampling, 4)
+    frames = [len(take.samples) / 1920 for take in made]
+    assert all(n.is_integer() for n in frames)
     assert len(set(frames)) >= 3 and min(frames) < 60, frames
-    again = ending_engine.synthesize_takes(request, 4)
-    assert [take.frames for take in again] == frames
+    again = takes(ending_engine, TEXTS[0], prompt, sampling, 4)
+    assert [len(take.samples) / 1920 for take in again] == frames
 
 
-def test_takes_are_bounded(engine, ja_clip):
-    clip, ref_text = ja_clip
-    prompt = engine.make_prompt(clip, ref_text, "icl")
-    for takes in (0, 9):
+def test_takes_are_bounded(studio):
+    from studio.studio import SpeakRequest
+
+    for count in (0, 9, True, 2.5):
         with pytest.raises(InvalidInput, match="Takes"):
-            engine.synthesize_takes(SynthesisRequest("Hi.", "English", prompt), takes)
+            studio.synthesize_takes(SpeakRequest("Hi.", "English"), count)
 
 
 def test_int8_weights_speak_close_to_float(tiny_checkpoint, engine, ja_clip):
@@ -152,19 +157,19 @@ def test_int8_weights_speak_close_to_float(tiny_checkpoint, engine, ja_clip):
     assert int8.talker.stack.blocks[0].qkv.weight.dtype == torch.int8
     clip, ref_text = ja_clip
     prompt = engine.make_prompt(clip, ref_text, "icl")
-    request = engine.check_request(SynthesisRequest(TEXTS[0], "English", prompt, Sampling(seed=1, max_frames=10)))
+    request = job(TEXTS[0], "English", prompt, Sampling(seed=1), 10)
     codes = our_codes(engine, request, 10)
     spreads = {}
     for name, eng in (("float", engine), ("int8", int8)):
         seen = []
         talker_picking, predictor_picking = eng.pickings(request.sampling)
         with torch.inference_mode():
-            list(eng.talker.frames(eng.prefill(request, request.text), talker_picking, predictor_picking,
+            list(eng.talker.frames(eng.prefill(request), talker_picking, predictor_picking,
                                    eng.generators([0]), 10, forced=codes,
                                    on_logits=lambda group, logits: seen.append(logits)))
         spreads[name] = seen
     for mine, exact in zip(spreads["int8"], spreads["float"]):
         difference = float((mine - exact).abs().mean() / exact.std())
         assert 0 < difference < 0.05, difference
-    samples, _ = int8.synthesize(request)
+    (samples,), _ = speak_all(int8, TEXTS[0], "English", int8.make_prompt(clip, ref_text, "icl"), seconds=10 * FRAME)
     assert len(samples) == 10 * 1920 and abs(samples).max() > 0

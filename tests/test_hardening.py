@@ -14,8 +14,8 @@ import torch
 from gradio_client import handle_file
 
 from studio import badinputs
-from studio.archive import import_official, import_zip
-from studio.engine import FairLock
+from studio.archive import import_zip
+from studio.engines.frames import FairLock
 from studio.errors import InvalidInput
 from studio.studio import NewVoice
 from studio.transcribe import Transcript, Word, suggest_span
@@ -60,7 +60,7 @@ def test_official_pt_files_are_checked_against_the_model(studio, engine, ja_clip
     elif case == "codes-float":
         item["ref_code"] = item["ref_code"].float()
     with pytest.raises(InvalidInput):
-        import_official(studio.library, pt_file(tmp_path / "v.pt", [item]), f"PT {case}", engine)
+        studio.import_voice(pt_file(tmp_path / "v.pt", [item]), f"PT {case}")
     assert studio.library.find(f"PT {case}") is None
 
 

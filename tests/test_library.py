@@ -16,10 +16,12 @@ import pytest
 import torch
 
 from studio import audio
-from studio.archive import export_voice, import_official, import_zip
-from studio.engine import Sampling, SynthesisRequest, create_engine
+from studio.archive import export_voice, import_zip
+from studio.engines import Sampling, create_engine
 from studio.errors import InvalidInput
-from studio.library import Library, VoiceNotFound, folder_for, prompt_bytes
+from studio.library import Library, VoiceNotFound, folder_for
+from studio.studio import SpeakRequest, Studio
+from tests.conftest import speak_all
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,7 +35,7 @@ def library(tmp_path):
 def saved(library, engine, ja_clip):
     clip, text = ja_clip
     prompt = engine.make_prompt(clip, text, "icl")
-    stored = (prompt.fingerprint, prompt_bytes(prompt, engine))
+    stored = (prompt.fingerprint, engine.prompt_bytes(prompt))
     voice = library.save("Sakura", clip, text, "Japanese", "icl", prompt=stored, notes="calm", tags="female, ja")
     return voice, prompt
 
@@ -80,34 +82,39 @@ def test_search_by_name_tag_and_language(library, saved, engine, ja_clips):
     assert library.list("nothing-matches") == []
 
 
-def test_saved_prompt_is_reused_without_rebuilding(library, saved, settings, ja_clip):
+def core(library, engine, settings, transcriber) -> Studio:
+    """The core over this library: it, not the library, has an engine check or build a voice's prompt."""
+    return Studio(settings.replace(voices_dir=library.root), engine, library, transcriber)
+
+
+def test_saved_prompt_is_reused_without_rebuilding(library, saved, settings, transcriber, ja_clip):
     voice, original = saved
     fresh = create_engine(settings)  # empty prompt cache, same model
     with CallCounter(fresh.model) as counter:
-        prompt = library.prompt(library.get("sakura"), fresh)
+        prompt = core(library, fresh, settings, transcriber).voice_prompt(library.get("sakura"), fresh)
     assert counter.calls == 0  # the time saved is measured in benchmarks/library_reuse.py
     for name in ("ref_code", "speaker_embedding"):
         torch.testing.assert_close(prompt.tensor(name).cpu().float(), original.tensor(name).cpu().float())
     with CallCounter(fresh.model) as counter:
         fresh.make_prompt(*ja_clip, "icl")
     assert counter.calls == 1
-    request = SynthesisRequest("Same voice, same seed.", "English", prompt, Sampling(seed=3, max_frames=8))
-    reused, _ = fresh.synthesize(request)
-    direct, _ = fresh.synthesize(SynthesisRequest(request.text, "English", original, request.sampling))
+    (reused,), _ = speak_all(fresh, "Same voice, same seed.", "English", prompt, seeds=(3,), seconds=0.64)
+    (direct,), _ = speak_all(fresh, "Same voice, same seed.", "English", original, seeds=(3,), seconds=0.64)
     np.testing.assert_allclose(reused, direct, atol=1e-6)
 
 
-def test_prompt_rebuilt_once_for_another_model(library, saved, tmp_path):
+def test_prompt_rebuilt_once_for_another_model(library, saved, settings, transcriber, tmp_path):
     from studio.config import Settings
-    from studio.testing import build_checkpoint
+    from studio.engines.qwen.standin import build_checkpoint
 
     voice, original = saved
     other = create_engine(Settings(model=str(build_checkpoint(tmp_path / "other-model", seed=1))))
     assert other.fingerprint != original.fingerprint
+    studio = core(library, other, settings, transcriber)
     with CallCounter(other.model) as counter:
-        first = library.prompt(library.get("Sakura"), other)
+        first = studio.voice_prompt(library.get("Sakura"), other)
         other._prompt_cache.clear()
-        second = library.prompt(library.get("Sakura"), other)
+        second = studio.voice_prompt(library.get("Sakura"), other)
     assert counter.calls == 1
     assert first.fingerprint == second.fingerprint == other.fingerprint
     assert set(library.get("Sakura").prompts) == {original.fingerprint, other.fingerprint}
@@ -310,16 +317,17 @@ def test_save_killed_midway_leaves_no_voice(library, saved, ja_clips):
     assert library.save("Half Saved", clip, "text", "Japanese", "icl").name == "Half Saved"
 
 
-def test_official_demo_voice_file_imports(library, engine, ja_clip, tmp_path):
+def test_official_demo_voice_file_imports(library, engine, settings, transcriber, ja_clip, tmp_path):
     clip, text = ja_clip
     items = engine.model.create_voice_clone_prompt(ref_audio=(clip.samples, clip.rate), ref_text=text)
     path = tmp_path / "voice_clone_prompt_abc.pt"
     torch.save({"items": [asdict(it) for it in items]}, path)
-    voice = import_official(library, path, "From Demo", engine, language="Japanese")
+    studio = core(library, engine, settings, transcriber)
+    voice = studio.import_voice(path, "From Demo", language="Japanese")
     assert voice.mode == "icl" and not voice.has_reference and voice.ref_text == text
-    prompt = library.prompt(library.get("From Demo"), engine)
-    samples, _ = engine.synthesize(SynthesisRequest("Hello.", "English", prompt, Sampling(seed=1, max_frames=6)))
-    assert len(samples) == 6 * 1920
+    take = studio.synthesize(SpeakRequest("Hello.", "English", voice="From Demo",
+                                          sampling=Sampling(seed=1, max_seconds=0.48)))
+    assert len(take.samples) == 6 * 1920
 
 
 class Exploit:
@@ -327,13 +335,13 @@ class Exploit:
         return (os.system, ("touch /tmp/voice-studio-pwned",))
 
 
-def test_pickled_code_in_pt_file_is_never_run(library, engine, tmp_path):
+def test_pickled_code_in_pt_file_is_never_run(library, engine, settings, transcriber, tmp_path):
     marker = Path("/tmp/voice-studio-pwned")
     marker.unlink(missing_ok=True)
     path = tmp_path / "evil.pt"
     torch.save({"items": [Exploit()]}, path)
     with pytest.raises(InvalidInput, match="could not be read safely"):
-        import_official(library, path, "Evil", engine)
+        core(library, engine, settings, transcriber).import_voice(path, "Evil")
     assert not marker.exists() and library.list() == []
 
 

@@ -6,10 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from studio.engine import Sampling, SynthesisRequest, create_engine
+from studio.engines import Sampling, create_engine
 from studio.errors import InvalidInput, ModelUnavailable
-from studio.streaming import stream
+from studio.streaming import Budget, Speech, Stream
 from studio.studio import NewVoice, SpeakRequest
+
+FRAME = 1 / 12.5
+
+
+def stream(engine, text, prompt, sampling, takes=1, heartbeat=False):
+    return Stream(engine, Speech(text, "English", prompt, sampling), Budget(600, 900), takes, heartbeat)
 
 
 @pytest.fixture(scope="module")
@@ -59,30 +65,30 @@ def test_prompt_round_trips_and_bad_audio_is_refused(marvis, prompt):
 
 
 def test_seeded_one_shot_equals_the_stream(marvis, prompt):
-    request = SynthesisRequest("Hello there my friend", "English", prompt, Sampling(seed=3, max_frames=24))
-    first, seed = marvis.synthesize(request)
-    again, _ = marvis.synthesize(request)
-    assert seed == 3 and np.array_equal(first, again) and len(first) == 24 * 1920
-    assert 0.01 < np.abs(first).max() < 1.0
-    chunks = list(stream(marvis, request))
+    sampling = Sampling(seed=3, max_seconds=24 * FRAME)
+    first, again = (stream(marvis, "Hello there my friend", prompt, sampling).collect()[0] for _ in range(2))
+    assert first.seed == 3 and np.array_equal(first.samples, again.samples)
+    first = first.samples
+    assert len(first) == 24 * 1920 and 0.01 < np.abs(first).max() < 1.0
+    chunks = list(stream(marvis, "Hello there my friend", prompt, sampling))
     assert len(chunks) >= 4
     assert np.array_equal(np.concatenate([c.samples for c in chunks]), first)  # Mimi windows fixed by index
     assert not marvis_threads()
 
 
 def test_closing_the_stream_stops_generation(marvis, prompt):
-    request = SynthesisRequest("A long line to stop early", "English", prompt, Sampling(seed=1, max_frames=400))
-    iterator = iter(stream(marvis, request, heartbeat=True))
+    iterator = iter(stream(marvis, "A long line to stop early", prompt, Sampling(seed=1, max_seconds=400 * FRAME),
+                           heartbeat=True))
     next(iterator)
     iterator.close()
     assert not marvis.busy and not marvis_threads()  # the worker ended at its next frame and was joined
 
 
 def test_takes_in_one_batch(marvis, prompt):
-    request = SynthesisRequest("Three takes", "English", prompt, Sampling(seed=5, max_frames=8))
-    takes = marvis.synthesize_takes(request, 3)
-    assert [t.seed for t in takes] == [5, 6, 7] and all(t.frames == 8 for t in takes)
-    again = marvis.synthesize_takes(request, 3)
+    sampling = Sampling(seed=5, max_seconds=8 * FRAME)
+    takes = stream(marvis, "Three takes", prompt, sampling, 3).collect()
+    assert [t.seed for t in takes] == [5, 6, 7] and all(len(t.samples) == 8 * 1920 for t in takes)
+    again = stream(marvis, "Three takes", prompt, sampling, 3).collect()
     assert all(np.array_equal(a.samples, b.samples) for a, b in zip(takes, again))
 
 
@@ -91,6 +97,6 @@ def test_one_saved_voice_speaks_through_all_three_engines(studio, ja_clips):
     voice = studio.save_voice(NewVoice("Three Engines", entry["path"], entry["text"], "Japanese", "icl"))
     for engine in ("qwen", "chatterbox-turbo", "marvis"):
         take = studio.synthesize(SpeakRequest("Hello.", "en", voice=voice.name, engine=engine,
-                                              sampling=Sampling(seed=1, max_frames=6)))
+                                              sampling=Sampling(seed=1, max_seconds=6 * FRAME)))
         assert take.rate == 24000 and len(take.samples), engine
     assert len(list((studio.library.path(voice) / "prompts").iterdir())) == 3

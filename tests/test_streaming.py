@@ -1,4 +1,4 @@
-"""Streaming synthesis on the tiny checkpoint: exactness, timing in frames, cancellation, guards."""
+"""The speech pipeline on the tiny checkpoint: exactness, chunks, cancellation, budgets in seconds."""
 
 import threading
 
@@ -6,13 +6,20 @@ import numpy as np
 import pytest
 import torch
 
-from studio.engine import SynthesisRequest, Sampling, frame_budget
+from studio.engines import Sampling, sentence_budget
+from studio.engines.frames import ChunkPlan
+from studio.engines.qwen.decoder import StreamDecoder
 from studio.errors import Cancelled
-from studio.qwen_decoder import StreamDecoder
-from studio.streaming import FADE_SAMPLES, ChunkPlan, stream
+from studio.streaming import FADE_SAMPLES, Budget, Speech, Stream
 from tests.conftest import counting_frames, wait_until_idle
 
 TOLERANCE = 1e-4
+FRAME = 1 / 12.5
+ROOMY = Budget(600, 900)
+
+
+def stream(engine, text, prompt, sampling, budget=ROOMY, takes=1, heartbeat=False) -> Stream:
+    return Stream(engine, Speech(text, "English", prompt, sampling), budget, takes, heartbeat)
 
 
 @pytest.fixture(scope="module")
@@ -40,19 +47,19 @@ def test_decoder_matches_one_shot_decode_at_every_seam(engine, ref_frames, frame
     assert np.abs(one_shot).max() > 0.1  # a real signal, so the comparison means something
 
 
-@pytest.mark.parametrize("sampling", [
-    Sampling(temperature=0, max_frames=40),
-    Sampling(seed=5, max_frames=40),
-    Sampling(seed=9, max_frames=330),
+@pytest.mark.parametrize("sampling, frames", [
+    (Sampling(temperature=0, max_seconds=40 * FRAME), 40),
+    (Sampling(seed=5, max_seconds=40 * FRAME), 40),
+    (Sampling(seed=9, max_seconds=330 * FRAME), 330),
 ], ids=["greedy", "seeded", "seeded-330-frames"])
-def test_stream_equals_one_shot(engine, prompt, sampling):
-    request = SynthesisRequest("Hello there, how are you today", "English", prompt, sampling)
-    one_shot, _ = engine.synthesize(request)
-    take_stream = stream(engine, request)
+def test_collected_equals_streamed(engine, prompt, sampling, frames):
+    text = "Hello there, how are you today"
+    one_shot = stream(engine, text, prompt, sampling).collect()[0].samples
+    take_stream = stream(engine, text, prompt, sampling)
     chunks = list(take_stream)
     streamed = np.concatenate([c.samples for c in chunks])
-    assert len(streamed) == len(one_shot) == sampling.max_frames * 1920
-    assert np.abs(streamed - one_shot).max() <= TOLERANCE
+    assert len(streamed) == len(one_shot) == frames * 1920
+    np.testing.assert_array_equal(streamed, one_shot)
     np.testing.assert_array_equal(take_stream.take.samples, streamed)
     assert len(chunks) > 3
 
@@ -66,25 +73,19 @@ def test_stream_matches_official_generate_voice_clone(engine, prompt):
     torch.manual_seed(21)
     official, _ = engine.model.generate_voice_clone(text="Good evening.", language="English",
                                                     voice_clone_prompt=[item], max_new_tokens=31)
-    request = SynthesisRequest("Good evening.", "English", prompt, Sampling(seed=21, max_frames=30))
-    streamed = np.concatenate([c.samples for c in stream(engine, request)])
+    streamed = np.concatenate([c.samples for c in stream(engine, "Good evening.", prompt,
+                                                         Sampling(seed=21, max_seconds=30 * FRAME))])
     assert len(streamed) == 30 * 1920 and len(official[0]) - len(streamed) in (0, 1)
     assert np.abs(official[0][-len(streamed):] - streamed).max() <= TOLERANCE
 
 
-def test_first_chunk_after_at_most_two_frames(engine, prompt):
-    request = SynthesisRequest("A first chunk test.", "English", prompt, Sampling(seed=1, max_frames=30))
-    generated = []
-    handle = engine.model.model.talker.register_forward_hook(
-        lambda _m, _a, out: generated.append(1) if out.hidden_states[1] is not None else None)
-    try:
-        iterator = iter(stream(engine, request, plan=ChunkPlan(first=2)))
+def test_first_chunk_after_one_frame(engine, prompt):
+    with counting_frames(engine) as counted:
+        iterator = iter(stream(engine, "A first chunk test.", prompt, Sampling(seed=1, max_seconds=30 * FRAME)))
         first = next(iterator)
-        assert first.frames <= 2 and len(first.samples) == first.frames * 1920
         iterator.close()
-    finally:
-        handle.remove()
-    assert first.index == 0
+    assert len(counted) == 1 and len(first.samples) == 1920
+    assert first.index == 0 and first.take == 0
 
 
 def test_chunk_plan_grows_to_its_cap():
@@ -95,9 +96,9 @@ def test_chunk_plan_grows_to_its_cap():
 
 
 def test_closing_the_iterator_stops_generation(engine, prompt):
-    request = SynthesisRequest("Stop me early please.", "English", prompt, Sampling(seed=2, max_frames=400))
     with counting_frames(engine) as counted:
-        iterator = iter(stream(engine, request, heartbeat=True))
+        iterator = iter(stream(engine, "Stop me early please.", prompt, Sampling(seed=2, max_seconds=400 * FRAME),
+                               heartbeat=True))
         next(iterator)
         at_close = len(counted)
         iterator.close()  # nothing runs beside the consumer: generation has stopped, the engine is free
@@ -107,9 +108,8 @@ def test_closing_the_iterator_stops_generation(engine, prompt):
 
 
 def test_cancel_from_another_thread_ends_within_a_frame(engine, prompt):
-    request = SynthesisRequest("Cancel me from the stop button.", "English", prompt,
-                               Sampling(seed=3, max_frames=400))
-    take_stream = stream(engine, request)
+    take_stream = stream(engine, "Cancel me from the stop button.", prompt,
+                         Sampling(seed=3, max_seconds=400 * FRAME))
     seen_at_cancel = []
     with counting_frames(engine) as counted:
         with pytest.raises(Cancelled):
@@ -120,23 +120,23 @@ def test_cancel_from_another_thread_ends_within_a_frame(engine, prompt):
         assert wait_until_idle(engine)
     assert len(counted) - seen_at_cancel[0] <= 2
     # The engine is usable again afterwards.
-    samples, _ = engine.synthesize(SynthesisRequest("Again.", "English", prompt, Sampling(seed=1, max_frames=5)))
-    assert len(samples) == 5 * 1920
+    again = stream(engine, "Again.", prompt, Sampling(seed=1, max_seconds=5 * FRAME)).collect()[0]
+    assert len(again.samples) == 5 * 1920 and not again.stopped
+    assert take_stream.take.stopped and take_stream.take.summary().startswith("Stopped after")
 
 
 def test_runaway_guard_flags_the_take(engine, prompt):
-    request = SynthesisRequest("Short.", "English", prompt, Sampling(seed=4))
-    take_stream = stream(engine, request)
+    take_stream = stream(engine, "Short.", prompt, Sampling(seed=4))
     list(take_stream)
     take = take_stream.take
     # Random weights never say end-of-speech, so the budget derived from the text is what stops it.
-    assert take.frames == frame_budget("Short.")
+    assert take.duration == pytest.approx(sentence_budget("Short."))
     assert any("length limit" in flag for flag in take.flags)
     assert "length limit" in take.summary()
 
 
 def test_take_reports_timings(engine, prompt):
-    take_stream = stream(engine, SynthesisRequest("Timing.", "English", prompt, Sampling(seed=4, max_frames=20)))
+    take_stream = stream(engine, "Timing.", prompt, Sampling(seed=4, max_seconds=20 * FRAME))
     list(take_stream)
     take = take_stream.take
     assert 0 < take.time_to_first_audio <= take.total_time
@@ -147,8 +147,7 @@ def test_take_reports_timings(engine, prompt):
 
 def test_long_text_streams_sentence_by_sentence_without_clicks(engine, prompt):
     text = "The first sentence is here. And this is the second one."
-    request = SynthesisRequest(text, "English", prompt, Sampling(seed=6, max_frames=20))
-    take_stream = stream(engine, request)
+    take_stream = stream(engine, text, prompt, Sampling(seed=6, max_seconds=20 * FRAME))
     chunks = list(take_stream)
     take = take_stream.take
     assert take.sentences == 2 and {c.sentence for c in chunks} == {0, 1}
@@ -161,14 +160,10 @@ def test_long_text_streams_sentence_by_sentence_without_clicks(engine, prompt):
 
 
 def test_request_budget_stops_a_request_of_many_sentences(engine, prompt):
-    """The per-sentence cap is not enough: one request has a total budget of audio."""
-    from studio.config import FRAME_RATE
-
-    budgeted = type(engine)(engine.settings.replace(max_request_seconds=30 / FRAME_RATE))
-    budgeted._state, budgeted.generation_lock = engine._state, engine.generation_lock  # share the loaded model
+    """The per-sentence cap is not enough: one request has a total budget of audio, in seconds."""
     text = " ".join(f"This is sentence number {i}." for i in range(10))
-    take_stream = stream(budgeted, SynthesisRequest(text, "English", prompt, Sampling(seed=1, max_frames=20)))
+    take_stream = stream(engine, text, prompt, Sampling(seed=1, max_seconds=20 * FRAME), Budget(30 * FRAME, 900))
     list(take_stream)
     take = take_stream.take
-    assert take.frames == 30  # 20 frames of sentence 1, the 10 left in the budget of sentence 2
+    assert take.duration == pytest.approx(30 * FRAME)  # 20 frames of sentence 1, the 10 left for sentence 2
     assert any("budget" in flag for flag in take.flags)

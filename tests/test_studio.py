@@ -8,8 +8,8 @@ import soundfile as sf
 
 from studio import audio
 from studio.config import SAMPLES_PER_FRAME
-from studio.engine import Sampling
-from studio.errors import InvalidInput, StudioError
+from studio.engines import Sampling
+from studio.errors import InvalidInput, StudioError, VoiceNotFound
 from studio.studio import NewVoice, SpeakRequest, Studio
 from studio.transcribe import Transcript, Word
 
@@ -31,7 +31,7 @@ def test_prompt_comes_from_voice_then_reference_then_default(studio, ja_clips):
 
 def test_without_voice_reference_or_default_the_request_is_explained(settings, engine, tmp_path):
     empty = Studio(settings.replace(voices_dir=tmp_path / "empty"), engine)
-    with pytest.raises(InvalidInput, match="Choose a voice from the library or upload"):
+    with pytest.raises(VoiceNotFound, match="no default voice: choose a voice from the library"):
         empty.synthesize(SpeakRequest("Hello there."))
 
 
@@ -49,13 +49,13 @@ def test_cheap_checks_come_before_model_work(settings, tmp_path):
 
 def test_one_shot_take_has_the_same_summary_as_a_stream(studio, ja_clips):
     request = SpeakRequest("Hello.", "en", reference=ja_clips[0]["path"], ref_text=ja_clips[0]["text"],
-                           sampling=Sampling(seed=4, max_frames=6))
+                           sampling=Sampling(seed=4, max_seconds=6/12.5))
     take = studio.synthesize(request)
-    assert take.frames == 6 and len(take.samples) == 6 * SAMPLES_PER_FRAME
+    assert len(take.samples) == 6 * SAMPLES_PER_FRAME
     assert "seed 4" in take.summary() and "length limit" in take.summary()
     stream = studio.stream(request)
     streamed = np.concatenate([c.samples for c in stream])
-    np.testing.assert_allclose(streamed, take.samples, atol=1e-4)
+    np.testing.assert_array_equal(streamed, take.samples)
     assert stream.take.seed == take.seed == 4
 
 
@@ -164,7 +164,7 @@ def test_stored_prompt_tensors_are_checked_against_the_model(studio, ja_clips, c
         codes = torch.zeros((100000, 16), dtype=torch.long)
     prompt_file.write_bytes(save({"speaker_embedding": embedding.contiguous(), "ref_code": codes.contiguous()}))
     with pytest.raises(InvalidInput, match=message):
-        studio.synthesize(SpeakRequest("Hello.", voice=voice.name, sampling=Sampling(max_frames=2)))
+        studio.synthesize(SpeakRequest("Hello.", voice=voice.name, sampling=Sampling(max_seconds=2/12.5)))
 
 
 def test_compare_columns_rank_takes_and_check_before_generating(studio, ja_clips):
@@ -177,7 +177,7 @@ def test_compare_columns_rank_takes_and_check_before_generating(studio, ja_clips
     request = CompareRequest("Hello there.", "en", (Column("Compare A"), Column("Compare A", mode="xvector"),
                                                     Column(reference=ja_clips[1]["path"],
                                                            ref_text=ja_clips[1]["text"])),
-                             seed=7, takes=2, sampling=Sampling(max_frames=8))
+                             seed=7, takes=2, sampling=Sampling(max_seconds=8/12.5))
     events = list(studio.compare_events(request))
     chunks = [e for e in events if e[0] == "chunk"]
     results = events[-1][1]
@@ -193,7 +193,7 @@ def test_compare_columns_rank_takes_and_check_before_generating(studio, ja_clips
 
 def test_approving_a_take_records_how_it_was_made(studio, ja_clips):
     take = studio.synthesize(SpeakRequest("Approve me.", "en", reference=ja_clips[0]["path"],
-                                          ref_text=ja_clips[0]["text"], sampling=Sampling(seed=5, max_frames=6)))
+                                          ref_text=ja_clips[0]["text"], sampling=Sampling(seed=5, max_seconds=6/12.5)))
     path = studio.write_wav(audio.Clip(take.samples, take.rate), "take")
     voice = studio.approve(NewVoice("Approved New", ja_clips[0]["path"], ja_clips[0]["text"]), path,
                            {"seed": 5, "text": "Approve me.", "temperature": 0.9})
@@ -207,7 +207,7 @@ def test_approving_a_take_records_how_it_was_made(studio, ja_clips):
 def test_flagged_takes_are_retried_with_the_next_seed(studio, ja_clips):
     """The random model never ends a sentence, so every take is cut off: each retry is reported."""
     request = SpeakRequest("Retry me.", "en", reference=ja_clips[0]["path"], ref_text=ja_clips[0]["text"],
-                           sampling=Sampling(seed=10, max_frames=5))
+                           sampling=Sampling(seed=10, max_seconds=5/12.5))
     take, report = studio.retry_flagged(request, studio.synthesize(request), retries=2)
     assert take.seed == 12 and len(report) == 3
     assert "retrying with seed 11" in report[0] and "no retries left" in report[2]
@@ -219,7 +219,7 @@ def test_no_retries_means_no_scoring(settings, engine, ja_clips, tmp_path):
     """A plain synthesis never loads Whisper or the speaker encoder (here Whisper could not even load)."""
     studio = Studio(settings.replace(whisper_model=str(tmp_path / "no-whisper"), voices_dir=tmp_path / "v"), engine)
     request = SpeakRequest("Hello.", "en", reference=ja_clips[0]["path"], ref_text=ja_clips[0]["text"],
-                           sampling=Sampling(seed=1, max_frames=3))
+                           sampling=Sampling(seed=1, max_seconds=3/12.5))
     take = studio.synthesize(request)
     assert studio.retry_flagged(request, take, retries=0) == (take, [])
     assert not studio.transcriber.loaded and not studio.scorer.loaded

@@ -21,12 +21,13 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from . import audio
-from .config import SAMPLE_RATE
-from .engine import (Capabilities, Engine, SynthesisRequest, VoicePrompt, checkpoint_fingerprint, choose_runtime,
-                     first_line)
-from .errors import InvalidInput, ModelUnavailable
-from .windows import WindowDecoder
+from ... import audio
+from ...config import SAMPLE_RATE
+from ...errors import InvalidInput, ModelUnavailable
+from ..base import Capabilities, SpeakJob, VoicePrompt, first_line
+from ..frames import ChunkPlan, FrameEngine
+from ..runtime import checkpoint_fingerprint, choose_runtime
+from ..windows import WindowDecoder
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +62,15 @@ class _Relay:
         pass
 
 
-class MarvisEngine(Engine):
+class MarvisEngine(FrameEngine):
     """Marvis TTS: English, cloning from a reference clip and its transcript, frames of 80 ms."""
 
     name = "marvis"
     label = "Marvis TTS"
-    capabilities = Capabilities(languages=("English",), modes=("icl",), streaming="frame", tags=False,
-                                sample_rate=SAMPLE_RATE, frame_rate=FRAME_RATE)
+    capabilities = Capabilities(languages=("English",), modes=("icl",), sample_rate=SAMPLE_RATE,
+                                step_seconds=1 / FRAME_RATE)
+
+    plan = ChunkPlan(first=1, growth=1.0, largest=1)  # the window decoder decides when audio is ready
 
     @property
     def model_name(self) -> str:
@@ -128,19 +131,19 @@ class MarvisEngine(Engine):
         return {REFERENCE_AUDIO: samples.float()}
 
     # -- generation --------------------------------------------------------------------------
-    def inputs(self, request: SynthesisRequest, text: str, batch: int) -> dict:
+    def inputs(self, job: SpeakJob, batch: int) -> dict:
         """The processor's inputs: the reference as the speaker's first turn, then the text to speak."""
-        conversation = (f"<|begin_of_text|>[{SPEAKER}]{request.prompt.ref_text}<|end_of_text|><|AUDIO|>"
-                        f"<|audio_eos|><|begin_of_text|>[{SPEAKER}]{text}<|end_of_text|>")
-        reference = request.prompt.tensors[REFERENCE_AUDIO].numpy()
+        conversation = (f"<|begin_of_text|>[{SPEAKER}]{job.prompt.ref_text}<|end_of_text|><|AUDIO|>"
+                        f"<|audio_eos|><|begin_of_text|>[{SPEAKER}]{job.text}<|end_of_text|>")
+        reference = job.prompt.tensors[REFERENCE_AUDIO].numpy()
         inputs = self.processor(text=[conversation] * batch, audio=[reference] * batch, return_tensors="pt")
         inputs.pop("token_type_ids", None)
         model = self.csm
         return {key: value.to(model.device, dtype=model.dtype) if value.is_floating_point() else value.to(model.device)
                 for key, value in inputs.items()}
 
-    def generate_kwargs(self, request: SynthesisRequest, limit: int) -> dict:
-        s = request.sampling
+    def generate_kwargs(self, job: SpeakJob, limit: int) -> dict:
+        s = job.sampling
         sample = s.temperature > 0
         config = self.csm.config
         beyond = list(range(config.codec_config.codebook_size, config.vocab_size))  # pad ids: no Mimi code
@@ -152,7 +155,7 @@ class MarvisEngine(Engine):
                           depth_decoder_top_p=s.top_p)
         return kwargs
 
-    def generate_takes(self, request: SynthesisRequest, text: str, limit: int, generators: list) -> Iterator:
+    def generate_takes(self, job: SpeakJob, limit: int, generators: list) -> Iterator:
         """Frames (codes [b, 32], alive [b]) as transformers' generate makes them, from a worker thread.
 
         transformers samples from torch's global generator, so a batch is seeded once, from
@@ -160,8 +163,8 @@ class MarvisEngine(Engine):
         engine's lock, so nothing else draws from that generator meanwhile).
         """
         relay = _Relay()
-        inputs = self.inputs(request, text, len(generators))
-        kwargs = self.generate_kwargs(request, limit)
+        inputs = self.inputs(job, len(generators))
+        kwargs = self.generate_kwargs(job, limit)
         seed = generators[0].initial_seed()
         failure: list[BaseException] = []
         done = object()

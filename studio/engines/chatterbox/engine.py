@@ -26,13 +26,14 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from . import audio
-from .config import SAMPLE_RATE
-from .engine import (Capabilities, Engine, Runtime, Sampling, SynthesisRequest, VoicePrompt, first_line,
-                     model_fingerprint)
-from .errors import InvalidInput, ModelUnavailable
-from .sampling import Picking, pick
-from .windows import WindowDecoder
+from ... import audio
+from ...config import SAMPLE_RATE
+from ...errors import InvalidInput, ModelUnavailable
+from ..base import Capabilities, Sampling, SpeakJob, VoicePrompt, first_line
+from ..frames import ChunkPlan, FrameEngine
+from ..runtime import Runtime, model_fingerprint
+from ..sampling import Picking, pick
+from ..windows import WindowDecoder
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +68,15 @@ class Graphs:
     cache_dtype: type
 
 
-class ChatterboxEngine(Engine):
+class ChatterboxEngine(FrameEngine):
     """Chatterbox-Turbo: English, cloning from reference audio alone, paralinguistic tags such as [laugh]."""
 
     name = "chatterbox-turbo"
     label = "Chatterbox-Turbo"
-    capabilities = Capabilities(languages=("English",), modes=("xvector",), streaming="token", tags=True,
-                                sample_rate=SAMPLE_RATE, frame_rate=TOKEN_RATE)
+    capabilities = Capabilities(languages=("English",), modes=("xvector",), sample_rate=SAMPLE_RATE,
+                                step_seconds=1 / TOKEN_RATE, tags=True)
+
+    plan = ChunkPlan(first=1, growth=1.0, largest=1)  # the window decoder decides when audio is ready
 
     @property
     def model_name(self) -> str:
@@ -173,13 +176,13 @@ class ChatterboxEngine(Engine):
     def picking(self, sampling: Sampling) -> Picking:
         return Picking(sampling.temperature, sampling.top_k, sampling.top_p, sampling.repetition_penalty)
 
-    def generate_takes(self, request: SynthesisRequest, text: str, limit: int, generators: list) -> Iterator:
+    def generate_takes(self, job: SpeakJob, limit: int, generators: list) -> Iterator:
         """Speech tokens for len(generators) takes at once: ([b, 1] tokens, alive [b]) per token."""
         graphs = self.graphs
         batch = len(generators)
-        ids = np.array([self.tokenizer.encode(text).ids], dtype=np.int64)
+        ids = np.array([self.tokenizer.encode(job.text).ids], dtype=np.int64)
         text_embeds = graphs.embed.run(None, {"input_ids": ids})[0]
-        conditioning = request.prompt.tensors["audio_features"].numpy()
+        conditioning = job.prompt.tensors["audio_features"].numpy()
         embeds = np.repeat(np.concatenate([conditioning, text_embeds], axis=1), batch, axis=0)
         length = embeds.shape[1]
         past = {name: np.zeros((batch, graphs.kv_heads, 0, graphs.head_dim), dtype=graphs.cache_dtype)
@@ -188,7 +191,7 @@ class ChatterboxEngine(Engine):
         positions = np.tile(np.arange(length, dtype=np.int64), (batch, 1))
         history = torch.full((batch, 1), START_TOKEN, dtype=torch.long)
         alive = torch.ones(batch, dtype=torch.bool)
-        how = self.picking(request.sampling)
+        how = self.picking(job.sampling)
         banned = torch.zeros(STOP_TOKEN + 1, dtype=torch.bool)
         banned[START_TOKEN] = True  # never a token to speak
         for _ in range(limit):

@@ -26,8 +26,8 @@ from typing import Callable, Iterator
 import torch
 import torch.nn.functional as F
 
-from .config import QUANTIZE
-from .sampling import Picking, pick
+from ...config import QUANTIZE
+from ..sampling import Picking, pick
 
 
 @dataclass

@@ -3,7 +3,7 @@
 `QwenEngine` wraps qwen-tts' `Qwen3TTSModel`: it loads the checkpoint lazily,
 builds voice prompts with `create_voice_clone_prompt`, validates stored and
 imported prompt tensors against the loaded model, and generates frames with the
-frame loop in `qwen_talker` (static caches, fused projections, a batch of takes
+frame loop in `talker` (static caches, fused projections, a batch of takes
 with a random generator each). qwen-tts' own nested `generate()` stays available
 as `official_frames`, the reference the tests and benchmarks hold our loop to.
 """
@@ -18,14 +18,15 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from . import audio
-from .config import SAMPLES_PER_FRAME, SAMPLE_RATE
-from .engine import (MODES, Capabilities, Engine, Sampling, SynthesisRequest, VoicePrompt, check_ref_text,
-                     checkpoint_fingerprint, choose_runtime, first_line)
-from .errors import InvalidInput, ModelUnavailable
-from .languages import LANGUAGES
-from .qwen_talker import Prefill, Talker
-from .sampling import Picking
+from ... import audio
+from ...config import SAMPLES_PER_FRAME, SAMPLE_RATE
+from ...errors import InvalidInput, ModelUnavailable
+from ...languages import LANGUAGES
+from ..base import MODES, Capabilities, Sampling, SpeakJob, VoicePrompt, check_ref_text, first_line
+from ..frames import FrameEngine
+from ..runtime import checkpoint_fingerprint, choose_runtime
+from ..sampling import Picking
+from .talker import Prefill, Talker
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +34,12 @@ SPEAKER_EMBEDDING = "speaker_embedding"
 REF_CODE = "ref_code"
 
 
-class QwenEngine(Engine):
+class QwenEngine(FrameEngine):
     """One shared Qwen3-TTS Base model; safe to call from many threads."""
 
     name = "qwen"
     label = "Qwen3-TTS"
-    capabilities = Capabilities(languages=LANGUAGES, modes=MODES, streaming="frame")
+    capabilities = Capabilities(languages=LANGUAGES, modes=MODES, voice_files=(".pt",))
 
     def _load(self):
         import torch
@@ -125,6 +126,21 @@ class QwenEngine(Engine):
             checked[REF_CODE] = code.to(device=model.device, dtype=torch.long)
         return VoicePrompt(mode=mode, ref_text=ref_text, fingerprint=fingerprint, tensors=checked)
 
+    def read_voice_file(self, path) -> VoicePrompt:
+        """The first voice of a `.pt` file saved by the official Qwen3-TTS demo (`{"items": [...]}`).
+
+        Read with `weights_only=True`: plain tensors and containers, never arbitrary objects.
+        """
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # noqa: BLE001 - any failure means "not a safe .pt voice file"
+            raise InvalidInput("That file is not a voice file saved by the official Qwen3-TTS demo "
+                               "(it could not be read safely).") from error
+        items = payload.get("items") if isinstance(payload, dict) else None
+        if not isinstance(items, list) or not items:
+            raise InvalidInput("That .pt file holds no voice prompt items.")
+        return self.prompt_from_official(items[0])
+
     def prompt_from_official(self, item: dict) -> VoicePrompt:
         """A prompt from one item of the official demo's `.pt` voice file, checked like any import."""
         if not isinstance(item, dict):
@@ -159,7 +175,7 @@ class QwenEngine(Engine):
         import torch
 
         groups, size = self.code_groups, self.codebook_size
-        longest = math.ceil(self.settings.max_reference_seconds * self.capabilities.frame_rate) + 2
+        longest = math.ceil(self.settings.max_reference_seconds / self.capabilities.step_seconds) + 2
         if (not torch.is_tensor(code) or code.ndim != 2 or code.shape[1] != groups
                 or code.dtype not in (torch.int64, torch.int32, torch.int16)):
             raise InvalidInput(f"The voice prompt's reference codes are missing or malformed (expected frames x "
@@ -174,18 +190,18 @@ class QwenEngine(Engine):
     # -- generation --------------------------------------------------------------------------
     @property
     def talker(self):
-        """Our frame loop over the loaded weights (built with the model; see `qwen_talker`)."""
+        """Our frame loop over the loaded weights (built with the model; see `talker`)."""
         self.load()
         return self._state[3]
 
-    def prefill(self, request: SynthesisRequest, text: str) -> Prefill:
+    def prefill(self, job: SpeakJob) -> Prefill:
         """The talker's prompt for `text`, built as qwen-tts' `generate` builds it (voice cloning, streaming text)."""
         model = self.model
         inner = model.model
         talker = inner.talker
         config, codes = inner.config, inner.config.talker_config
         device = model.device
-        prompt = request.prompt
+        prompt, text = job.prompt, job.text
 
         def ids(values) -> torch.Tensor:
             return torch.tensor([values], device=device, dtype=torch.long)
@@ -197,7 +213,7 @@ class QwenEngine(Engine):
         text_ids = model._tokenize_texts([model._build_assistant_text(text)])[0]
         bos, eos, pad = text_embeds(ids([config.tts_bos_token_id, config.tts_eos_token_id,
                                          config.tts_pad_token_id])).chunk(3, dim=1)
-        language = request.language.lower()
+        language = job.language.lower()
         if language == "auto":
             tags = [codes.codec_nothink_id, codes.codec_think_bos_id, codes.codec_think_eos_id]
         else:
@@ -239,18 +255,18 @@ class QwenEngine(Engine):
         device = self.model.device
         return [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
 
-    def generate_takes(self, request: SynthesisRequest, text: str, limit: int, generators: list) -> Iterator:
+    def generate_takes(self, job: SpeakJob, limit: int, generators: list) -> Iterator:
         """Frames for len(generators) takes at once through our own loop: (codes [b, 16], alive [b])."""
-        talker_picking, predictor_picking = self.pickings(request.sampling)
+        talker_picking, predictor_picking = self.pickings(job.sampling)
         with torch.inference_mode():
-            prefill = self.prefill(request, text)
+            prefill = self.prefill(job)
         return self.talker.frames(prefill, talker_picking, predictor_picking, generators, limit)
 
     # -- the official path, kept as the reference for tests and benchmarks ------------------------
-    def generate_kwargs(self, request: SynthesisRequest, text: str, limit: int) -> dict:
+    def generate_kwargs(self, job: SpeakJob, limit: int) -> dict:
         """Arguments for `Qwen3TTSForConditionalGeneration.generate`, as `generate_voice_clone` builds them."""
         model = self.model
-        prompt = request.prompt
+        prompt, text = job.prompt, job.text
         code = prompt.tensor(REF_CODE)
         item_prompt = dict(
             ref_code=[None if code is None else code.to(model.device)],
@@ -262,7 +278,7 @@ class QwenEngine(Engine):
         ref_ids = [None]
         if prompt.mode == "icl":
             ref_ids = [model._tokenize_texts([model._build_ref_text(prompt.ref_text)])[0]]
-        s = request.sampling
+        s = job.sampling
         greedy = s.temperature == 0
         sampling = model._merge_generate_kwargs(
             do_sample=not greedy, top_k=s.top_k, top_p=s.top_p, temperature=max(s.temperature, 1e-5),
@@ -272,9 +288,9 @@ class QwenEngine(Engine):
             max_new_tokens=limit + 1,
         )
         return dict(input_ids=input_ids, ref_ids=ref_ids, voice_clone_prompt=item_prompt,
-                    languages=[request.language], non_streaming_mode=False, **sampling)
+                    languages=[job.language], non_streaming_mode=False, **sampling)
 
-    def official_frames(self, request: SynthesisRequest, text: str, on_frame: Callable, limit: int) -> None:
+    def official_frames(self, job: SpeakJob, on_frame: Callable, limit: int) -> None:
         """Frames from qwen-tts' own nested `generate()` (a forward hook hands each one over); global RNG."""
         inner = self.model.model
         eos = inner.config.talker_config.codec_eos_token_id
@@ -287,17 +303,18 @@ class QwenEngine(Engine):
 
         handle = inner.talker.register_forward_hook(hook)
         try:
-            inner.generate(**self.generate_kwargs(request, text, limit))
+            inner.generate(**self.generate_kwargs(job, limit))
         finally:
             handle.remove()
 
     def decoder(self, prompt: VoicePrompt):
-        from .qwen_decoder import StreamDecoder
+        from .decoder import StreamDecoder
 
         return StreamDecoder(self.model.model.speech_tokenizer.model.decoder, prompt.tensor(REF_CODE))
 
-    def decode(self, codes, prompt: VoicePrompt) -> np.ndarray:
-        """One-shot decode, with the reference codes as left context exactly as upstream does."""
+    def reference_decode(self, codes, prompt: VoicePrompt) -> np.ndarray:
+        """Upstream's whole-take decode (reference codes as left context), which `decoder` reproduces
+        incrementally; kept for tests and benchmarks, never used to speak."""
         import torch
 
         tokenizer = self.model.model.speech_tokenizer

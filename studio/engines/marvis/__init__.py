@@ -1,0 +1,5 @@
+"""Marvis TTS (CSM) through transformers' CsmForConditionalGeneration."""
+
+from .engine import MarvisEngine
+
+__all__ = ["MarvisEngine"]
