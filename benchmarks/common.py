@@ -18,7 +18,7 @@ FIXTURE_TEXT = "今日はとても良い天気ですね。散歩に行きまし�
 
 def real_size_checkpoint(cache: str | None) -> Path:
     """Build (or reuse) a random checkpoint with Qwen3-TTS-12Hz-0.6B-Base's shapes."""
-    from studio.testing import Geometry, build_checkpoint
+    from studio.engines.qwen.standin import Geometry, build_checkpoint
 
     directory = Path(cache or os.environ.get("STUDIO_BENCH_CHECKPOINT", "/tmp/voice-studio-bench-0.6b"))
     if not (directory / "speech_tokenizer" / "model.safetensors").exists():
@@ -48,3 +48,19 @@ def interleaved(runs: dict, repeats: int) -> dict[str, list[float]]:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def frames_seconds(frames: int) -> float:
+    """Seconds of audio in `frames` Qwen frames (80 ms each), as `Sampling.max_seconds` takes them."""
+    from studio.config import FRAME_RATE
+
+    return frames / FRAME_RATE
+
+
+def pipeline(engine, text: str, prompt, sampling, language: str = "English", takes: int = 1):
+    """The speech pipeline for one request on `engine`, with the studio's default budgets (iterate or collect)."""
+    from studio.streaming import Budget, Speech, Stream
+
+    settings = engine.settings
+    budget = Budget(settings.max_request_seconds, settings.max_generation_seconds)
+    return Stream(engine, Speech(text, language, prompt, sampling), budget, takes=takes)

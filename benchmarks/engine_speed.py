@@ -4,7 +4,8 @@
 
 Prints prompt time, per-frame cost and real-time factor for both, and our/official
 ratios measured side by side in one run (random weights never emit end-of-speech,
-so every run generates exactly --frames frames).
+so every run generates exactly --frames frames). "ours" is one take through the speech
+pipeline, collected, as `Studio.synthesize` makes it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import FIXTURE, FIXTURE_TEXT, interleaved, median, real_size_checkpoint
+from common import FIXTURE, FIXTURE_TEXT, frames_seconds, interleaved, median, pipeline, real_size_checkpoint
 
 
 def main() -> None:
@@ -28,7 +29,7 @@ def main() -> None:
 
     from studio import audio
     from studio.config import SAMPLE_RATE, SAMPLES_PER_FRAME, Settings
-    from studio.engine import Sampling, SynthesisRequest, create_engine
+    from studio.engines import Sampling, create_engine
 
     checkpoint = real_size_checkpoint(args.checkpoint)
     clip = audio.load(FIXTURE)
@@ -45,10 +46,11 @@ def main() -> None:
         official = engine.model
         item = official.create_voice_clone_prompt(ref_audio=str(FIXTURE), ref_text=FIXTURE_TEXT)
 
-        request = SynthesisRequest(text, "English", prompt, Sampling(seed=1, max_frames=args.frames))
+        sampling = Sampling(seed=1, max_seconds=frames_seconds(args.frames))
 
         def ours():
-            engine.synthesize(request)
+            take = pipeline(engine, text, prompt, sampling).collect()[0]
+            assert len(take.samples) == args.frames * SAMPLES_PER_FRAME, len(take.samples)
 
         def upstream():
             torch.manual_seed(1)

@@ -6,7 +6,7 @@ Qwen3-TTS makes one 80 ms frame per step (talker + code predictor, our own loop,
 where the CPU runs it natively); Chatterbox-Turbo one 40 ms speech token per step (its
 24-layer, 1024-wide language model through onnxruntime, float32); Marvis one 80 ms frame
 per step (backbone + 31 depth-decoder steps through transformers' `generate`, bfloat16;
-shapes from its stated 250M + 60M sizes, see `studio.testing.build_marvis`). All generate
+shapes from its stated 250M + 60M sizes, see `studio.engines.marvis.standin.build_marvis`). All generate
 the same length of audio; per-step time is measured between the first and the last step, so
 prompts and prefills are left out alike. The Chatterbox stand-in's language model has
 the published shape (24 layers, 16 heads of 64, GPT-2 style with a 4x MLP); its speech
@@ -26,7 +26,7 @@ TEXT = "This is a benchmark sentence spoken in English."
 
 
 def real_size_chatterbox(cache: str | None) -> Path:
-    from studio.testing import build_chatterbox
+    from studio.engines.chatterbox.standin import build_chatterbox
 
     directory = Path(cache or os.environ.get("STUDIO_BENCH_CHATTERBOX", "/tmp/voice-studio-bench-chatterbox"))
     if not (directory / "tokenizer.json").exists():
@@ -36,7 +36,7 @@ def real_size_chatterbox(cache: str | None) -> Path:
 
 
 def real_size_marvis(cache: str | None) -> Path:
-    from studio.testing import build_marvis
+    from studio.engines.marvis.standin import build_marvis
 
     directory = Path(cache or os.environ.get("STUDIO_BENCH_MARVIS", "/tmp/voice-studio-bench-marvis"))
     if not (directory / "model.safetensors").exists():
@@ -58,27 +58,28 @@ def main() -> None:
 
     from studio import audio
     from studio.config import Settings
-    from studio.engine import Sampling, SynthesisRequest, create_engine
+    from studio.engines import Sampling, SpeakJob, create_engine
 
     settings = Settings(model=str(real_size_checkpoint(args.checkpoint)),
                         chatterbox_model=str(real_size_chatterbox(args.chatterbox)),
                         marvis_model=str(real_size_marvis(args.marvis)), device="cpu")
     clip = audio.load(FIXTURE)
     engines = {name: create_engine(settings, name) for name in ("qwen", "chatterbox-turbo", "marvis")}
-    steps, requests, per_step = {}, {}, {}
+    steps, jobs, per_step = {}, {}, {}
     for name, engine in engines.items():
         engine.load()
-        prompt = engine.make_prompt(clip, FIXTURE_TEXT, "icl")
-        steps[name] = round(args.seconds * engine.capabilities.frame_rate)
-        requests[name] = engine.check_request(SynthesisRequest(TEXT, "English", prompt,
-                                                               Sampling(seed=1, max_frames=steps[name])))
+        prompt = engine.make_prompt(clip, FIXTURE_TEXT)  # each engine's own way of cloning
+        steps[name] = engine.steps_for(args.seconds)
+        jobs[name] = SpeakJob(TEXT, engine.language_for("English"), prompt,
+                              Sampling(seed=1, max_seconds=args.seconds), (1,), args.seconds)
 
     def run(name):
-        engine, request = engines[name], requests[name]
+        engine, job = engines[name], jobs[name]
 
         def go():
-            stamps = [time.perf_counter() for _ in engine.generate_takes(request, TEXT, steps[name],
-                                                                         engine.generators([1]))]
+            with engine.generation_lock:  # as `speak` holds it
+                stamps = [time.perf_counter() for _ in engine.generate_takes(job, steps[name],
+                                                                             engine.generators([1]))]
             assert len(stamps) == steps[name], (name, len(stamps))
             per_step.setdefault(name, []).append((stamps[-1] - stamps[0]) / (len(stamps) - 1))
         return go
@@ -94,7 +95,7 @@ def main() -> None:
     rtf = {}
     for name, engine in engines.items():
         step = median(per_step[name])
-        audio_ms = 1000 / engine.capabilities.frame_rate
+        audio_ms = 1000 * engine.capabilities.step_seconds
         rtf[name] = 1000 * step / audio_ms
         runtime = f"{engine.runtime.device}, {engine.runtime.dtype}"
         print(f"{name:18}{runtime:22}{1000 * step:9.1f}{audio_ms:10.0f}ms"

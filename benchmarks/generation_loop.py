@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import FIXTURE, FIXTURE_TEXT, interleaved, median, real_size_checkpoint
+from common import FIXTURE, FIXTURE_TEXT, frames_seconds, interleaved, median, pipeline, real_size_checkpoint
 
 TEXT = "This is a benchmark sentence spoken in English."
 
@@ -36,10 +36,10 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from studio import audio, qwen_talker
+    from studio import audio
     from studio.config import SAMPLE_RATE, SAMPLES_PER_FRAME, Settings
-    from studio.engine import Sampling, SynthesisRequest, create_engine
-    from studio.streaming import stream
+    from studio.engines import Sampling, SpeakJob, create_engine
+    from studio.engines.qwen import talker as qwen_talker
 
     checkpoint = str(real_size_checkpoint(args.checkpoint))
     engine = create_engine(Settings(model=checkpoint, device="cpu", dtype=args.dtype))
@@ -49,9 +49,10 @@ def main() -> None:
     int8.load()
     prompt8 = int8.make_prompt(clip, FIXTURE_TEXT, "icl")
     frames = args.frames
-    sampling = Sampling(seed=1, max_frames=frames)
-    request = engine.check_request(SynthesisRequest(TEXT, "English", prompt, sampling))
-    request8 = int8.check_request(SynthesisRequest(TEXT, "English", prompt8, sampling))
+    seconds = frames_seconds(frames)
+    sampling = Sampling(seed=1, max_seconds=seconds)
+    job = SpeakJob(TEXT, "English", prompt, sampling, (1,), seconds)
+    job8 = SpeakJob(TEXT, "English", prompt8, sampling, (1,), seconds)
     official = engine.model
     item = official.create_voice_clone_prompt(ref_audio=str(FIXTURE), ref_text=FIXTURE_TEXT)
     per_frame: dict[str, list[float]] = {}
@@ -61,9 +62,9 @@ def main() -> None:
         assert len(stamps) == frames, f"{name}: {len(stamps)} frames, expected {frames}"
         per_frame.setdefault(name, []).append((stamps[-1] - stamps[0]) / (frames - 1))
 
-    def ours(eng, req, takes: int, name: str):
+    def ours(eng, job_: SpeakJob, takes: int, name: str):
         def run():
-            stamps = [time.perf_counter() for _ in eng.generate_takes(req, TEXT, frames,
+            stamps = [time.perf_counter() for _ in eng.generate_takes(job_, frames,
                                                                       eng.generators(list(range(1, takes + 1))))]
             note(name, stamps)
         return run
@@ -72,12 +73,12 @@ def main() -> None:
         stamps: list[float] = []
         torch.manual_seed(1)
         with torch.inference_mode():
-            engine.official_frames(request, TEXT, lambda codes: stamps.append(time.perf_counter()), frames)
+            engine.official_frames(job, lambda codes: stamps.append(time.perf_counter()), frames)
         note("official", stamps)
 
     def streamed():
         started = time.perf_counter()
-        for chunk in stream(engine, request):
+        for chunk in pipeline(engine, TEXT, prompt, sampling):
             if chunk.index == 0:
                 first_audio.append(time.perf_counter() - started)
 
@@ -86,8 +87,8 @@ def main() -> None:
         official.generate_voice_clone(text=TEXT, language="English", voice_clone_prompt=item,
                                       max_new_tokens=frames + 1)  # the talker drops its last frame
 
-    runs = {"official": upstream, "ours": ours(engine, request, 1, "ours"),
-            "ours x4": ours(engine, request, 4, "ours x4"), "ours int8": ours(int8, request8, 1, "ours int8"),
+    runs = {"official": upstream, "ours": ours(engine, job, 1, "ours"),
+            "ours x4": ours(engine, job, 4, "ours x4"), "ours int8": ours(int8, job8, 1, "ours int8"),
             "stream": streamed, "official one-shot": one_shot}
     for run in runs.values():  # warm-up
         run()
@@ -110,8 +111,8 @@ def main() -> None:
           "  (<= 0.10)")
     print(f"  int8 / bfloat16 per frame          {pf['ours int8'] / pf['ours']:.3f}  (<= 0.6)")
 
-    split(engine, request, frames, qwen_talker, torch, "bfloat16")
-    split(int8, request8, frames, qwen_talker, torch, "int8")
+    split(engine, job, frames, qwen_talker, torch, "bfloat16")
+    split(int8, job8, frames, qwen_talker, torch, "int8")
     print("\nend-to-end real-time factor (stream wall / audio; < 1 is faster than real time):")
     print(f"  ours stream {median(times['stream']) / audio_s:.2f} | official one-shot "
           f"{median(times['official one-shot']) / audio_s:.2f}")
@@ -119,7 +120,7 @@ def main() -> None:
     agreement(engine, int8, prompt, prompt8, args.agreement_frames, np, torch)
 
 
-def split(engine, request, frames: int, qwen_talker, torch, label: str) -> None:
+def split(engine, job, frames: int, qwen_talker, torch, label: str) -> None:
     """Time each part of a frame by wrapping the loop's parts (one extra, untimed-against run)."""
     talker = engine.talker
     spent = {"talker": 0.0, "code predictor": 0.0, "sampling": 0.0, "vocoder": 0.0}
@@ -144,9 +145,9 @@ def split(engine, request, frames: int, qwen_talker, torch, label: str) -> None:
     talker.step, talker.predict = timed("talker", talker.step), timed("code predictor", talker.predict)
     qwen_talker.pick = timed("sampling", qwen_talker.pick)
     try:
-        kept = [codes[0] for codes, _ in engine.generate_takes(request, TEXT, frames, engine.generators([1]))]
+        kept = [codes[0] for codes, _ in engine.generate_takes(job, frames, engine.generators([1]))]
         with torch.inference_mode():
-            decoder = engine.decoder(request.prompt)
+            decoder = engine.decoder(job.prompt)
             started = time.perf_counter()
             for start in range(0, frames, 4):
                 decoder.push(torch.stack(kept[start:start + 4]))
@@ -160,35 +161,36 @@ def split(engine, request, frames: int, qwen_talker, torch, label: str) -> None:
 
 def agreement(engine, int8, prompt, prompt8, frames: int, np, torch) -> None:
     """Greedy codes and decoded audio of int8 against bfloat16 over `frames` frames."""
-    from studio.engine import Sampling, SynthesisRequest
+    from studio.engines import Sampling, SpeakJob
 
-    greedy = Sampling(temperature=0, seed=0, max_frames=frames)
+    seconds = frames_seconds(frames)
+    greedy = Sampling(temperature=0, seed=0, max_seconds=seconds)
     codes = {}
     for name, eng, p in (("bfloat16", engine, prompt), ("int8", int8, prompt8)):
-        request = eng.check_request(SynthesisRequest(TEXT, "English", p, greedy))
-        codes[name] = torch.stack(list(eng.generate_frames(request, TEXT, frames, eng.generators([0])[0])))
+        job = SpeakJob(TEXT, "English", p, greedy, (0,), seconds)
+        # one take: every step the loop hands out is alive (it returns once the take ends)
+        codes[name] = torch.stack([step[0] for step, _ in eng.generate_takes(job, frames, eng.generators([0]))])
     a, b = codes["bfloat16"], codes["int8"]
     n = min(len(a), len(b))
     same = (a[:n] == b[:n]).float()
     differs = (a[:n] != b[:n]).any(dim=1).nonzero()
     first = int(differs[0]) if len(differs) else n
     with torch.inference_mode():
-        wave_a = engine.decode(a[:n], prompt)
-        wave_b = engine.decode(b[:n], prompt)
+        wave_a = engine.reference_decode(a[:n], prompt)
+        wave_b = engine.reference_decode(b[:n], prompt)
     noise = float(np.mean((wave_a - wave_b) ** 2))
     snr = 10 * np.log10(float(np.mean(wave_a ** 2)) / max(noise, 1e-20))
     print(f"\nint8 vs bfloat16, greedy, {n} frames: {100 * float(same.mean()):.1f}% of codes equal "
           f"({100 * float(same[:, 0].mean()):.1f}% of first-group codes); first differing frame {first}; "
           f"decoded audio SNR {snr:.1f} dB (random weights: once codes differ, the audio does)")
     # The same codes fed to both (teacher forcing): how far int8's logits are from bfloat16's, every step.
-    request = engine.check_request(SynthesisRequest(TEXT, "English", prompt, greedy))
     logits = {}
     for name, eng, p in (("bfloat16", engine, prompt), ("int8", int8, prompt8)):
         seen = []
-        forced_request = eng.check_request(SynthesisRequest(TEXT, "English", p, greedy))
+        forced_job = SpeakJob(TEXT, "English", p, greedy, (0,), seconds)
         talker_picking, predictor_picking = eng.pickings(greedy)
         with torch.inference_mode():
-            prefill = eng.prefill(forced_request, TEXT)
+            prefill = eng.prefill(forced_job)
         for _ in eng.talker.frames(prefill, talker_picking, predictor_picking, eng.generators([0]), 30,
                                    forced=a[:30], on_logits=lambda group, values: seen.append(values.float())):
             pass
@@ -197,7 +199,7 @@ def agreement(engine, int8, prompt, prompt8, frames: int, np, torch) -> None:
     agree = [bool(q.argmax() == r.argmax()) for q, r in zip(logits["int8"], logits["bfloat16"])]
     print(f"teacher-forced on the same 30 frames: int8 logits differ from bfloat16's by {100 * np.mean(errors):.1f}% "
           f"of their spread on average; the top choice agrees at {100 * np.mean(agree):.1f}% of {len(agree)} steps "
-          f"(request {request.text!r})")
+          f"(request {TEXT!r})")
 
 
 if __name__ == "__main__":

@@ -21,20 +21,23 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=None)
     args = parser.parse_args()
 
-    from studio import audio
+    from studio import Studio, audio
     from studio.config import Settings
-    from studio.engine import create_engine
-    from studio.library import Library, prompt_bytes
+    from studio.engines import create_engine
+    from studio.library import Library
 
-    engine = create_engine(Settings(model=str(real_size_checkpoint(args.checkpoint))))
+    settings = Settings(model=str(real_size_checkpoint(args.checkpoint)))
+    engine = create_engine(settings)
     clip = audio.load(FIXTURE)
     library = Library(tempfile.mkdtemp(prefix="voices-bench-"))
+    studio = Studio(settings, engine=engine, library=library)
     made = engine.make_prompt(clip, FIXTURE_TEXT)
-    library.save("Bench", clip, FIXTURE_TEXT, "Japanese", "icl", prompt=(made.fingerprint, prompt_bytes(made, engine)))
+    library.save("Bench", clip, FIXTURE_TEXT, "Japanese", "icl", prompt=(made.fingerprint, engine.prompt_bytes(made)))
     voice = library.get("Bench")
+    assert library.prompt(voice, engine.fingerprint) is not None  # so `saved` reads it, never rebuilds it
 
     def saved():
-        library.prompt(voice, engine)
+        studio.voice_prompt(voice, engine)  # the stored bytes, read and checked against the model
 
     def rebuilt():
         engine._prompt_cache.clear()  # the in-memory cache would hide the cost

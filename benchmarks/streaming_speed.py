@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import FIXTURE, FIXTURE_TEXT, interleaved, median, real_size_checkpoint
+from common import FIXTURE, FIXTURE_TEXT, frames_seconds, interleaved, median, pipeline, real_size_checkpoint
 
 
 def main() -> None:
@@ -30,23 +30,24 @@ def main() -> None:
 
     from studio import audio
     from studio.config import Settings
-    from studio.engine import Sampling, SynthesisRequest, create_engine
-    from studio.streaming import ChunkPlan, stream
+    from studio.engines import Sampling, create_engine
+    from studio.engines.frames import ChunkPlan
 
     settings = Settings(model=str(real_size_checkpoint(args.checkpoint)), device=args.device, dtype=args.dtype)
     engine = create_engine(settings)
+    engine.plan = ChunkPlan(first=args.first)
     engine.load()
     prompt = engine.make_prompt(audio.load(FIXTURE), FIXTURE_TEXT, "icl")
     official = engine.model
     item = official.create_voice_clone_prompt(ref_audio=str(FIXTURE), ref_text=FIXTURE_TEXT)
     text = "This is a benchmark sentence spoken in English."
-    request = SynthesisRequest(text, "English", prompt, Sampling(seed=1, max_frames=args.frames))
+    sampling = Sampling(seed=1, max_seconds=frames_seconds(args.frames))
     first_audio: list[float] = []
 
     def ours():
         started = time.perf_counter()
         got_first = False
-        for _ in stream(engine, request, plan=ChunkPlan(first=args.first)):
+        for _ in pipeline(engine, text, prompt, sampling):
             if not got_first:
                 first_audio.append(time.perf_counter() - started)
                 got_first = True
