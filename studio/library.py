@@ -38,7 +38,7 @@ import numpy as np
 
 from . import audio
 from .config import SAMPLE_RATE
-from .errors import InvalidInput, LibraryBusy, VoiceNotFound
+from .errors import InvalidInput, LibraryBusy, StudioError, VoiceNotFound
 from .files import fsync_dir, write_atomic
 from .languages import normalise_language
 

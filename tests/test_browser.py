@@ -189,4 +189,4 @@ def test_engine_choice_offers_only_what_the_engine_can_do(page, tmp_path):
     page.keyboard.press("Escape")
     page.locator("#preview-engine input").click()
     page.get_by_role("option", name="Qwen3-TTS").click()
-    expect(page.locator("#engine-note")).to_contain_text("ICL (audio + transcript)", timeout=30000)
+    expect(page.locator("#engine-note")).to_contain_text("ICL (reference audio and its transcript)", timeout=30000)

@@ -181,7 +181,7 @@ def test_export_import_round_trip(library, saved, engine, tmp_path):
     assert moved.name == "Sakura" and moved.ref_text == voice.ref_text
     with CallCounter(engine.model) as counter:
         engine._prompt_cache.clear()
-        reused = other.prompt(moved, engine)
+        reused = engine.check_prompt(other.prompt(moved, engine.fingerprint), moved.mode, moved.ref_text)
     assert counter.calls == 0 and torch.equal(reused.tensor("ref_code").cpu(), prompt.tensor("ref_code").cpu())
 
 

@@ -234,7 +234,7 @@ def test_doors_refuse_a_mode_the_engine_lacks_alike(bare_app, ja_clips):
     with pytest.raises(InvalidInput) as caught:
         studio.synthesize(SpeakRequest("Hello.", reference=entry["path"], mode="icl", engine="chatterbox-turbo"))
     message = str(caught.value)
-    assert message.startswith("Chatterbox-Turbo clones in x-vector only")
+    assert message.startswith("Chatterbox-Turbo clones in x-vector (reference audio alone) only")
     with pytest.raises(InvalidInput) as ui_caught:
         list(StudioUI(studio).synthesize("Hello.", reference=str(entry["path"]), mode="icl",
                                          engine="chatterbox-turbo"))

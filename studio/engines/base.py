@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MODES = ("icl", "xvector")
-MODE_NAMES = {"icl": "ICL (reference audio and its transcript)", "xvector": "x-vector only (reference audio alone)"}
+MODE_NAMES = {"icl": "ICL (reference audio and its transcript)", "xvector": "x-vector (reference audio alone)"}
 MAX_TAKES = 8
 LONGEST_SENTENCE_SECONDS = 4096 / FRAME_RATE  # about 5.5 minutes of audio in one sentence, for every engine
 PROMPT_CACHE_SIZE = 16
