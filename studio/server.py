@@ -17,6 +17,7 @@ import json
 import logging
 import queue
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Callable
@@ -31,7 +32,8 @@ from .engine import Sampling
 from .errors import Cancelled, InvalidInput, StudioError
 from .library import VoiceNotFound
 from .languages import normalise_language
-from .speech import FORMATS, Encoder, Resampler, check_encoding, check_rate, pcm_bytes
+from .schemas import ControlMessage, FieldError, SpeakMessage, SpeechBody, StartMessage
+from .speech import Encoder, Resampler, pcm_bytes
 from .streaming import Stream
 from .studio import SpeakRequest, Studio
 
@@ -39,8 +41,7 @@ log = logging.getLogger(__name__)
 
 MAX_QUEUED = 8  # utterances waiting per WebSocket connection
 MAX_MESSAGE = 64 * 1024  # bytes of one client message or request body
-STALL_SECONDS = 20.0  # a client that reads nothing for this long loses its utterance (the engine is freed)
-SAMPLING_KEYS = ("temperature", "top_p", "top_k", "repetition_penalty", "seed", "max_frames")
+STALL_SECONDS = 20.0  # a client that takes no audio for this long loses its utterance (the engine is freed)
 INTERNAL_ERROR = "Something went wrong inside the studio; the details are in the server log."
 
 
@@ -58,36 +59,57 @@ def check_access(settings: Settings, authorization: str | None) -> None:
         raise AccessDenied("This studio uses --auth, so its speech routes need an API key: start it with --api-key.")
 
 
-def sampling_from(options: dict) -> Sampling:
-    """Sampling settings from a JSON object, checked like the UI's."""
-    values = {}
-    for key in SAMPLING_KEYS:
-        value = options.get(key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InvalidInput(f"{key} must be a number.")
-        values[key] = int(value) if key in ("top_k", "seed", "max_frames") else float(value)
-    if values.get("seed", 0) < 0:
-        values["seed"] = None
-    sampling = Sampling(**values)
+def sampling_from(fields) -> Sampling:
+    """Sampling settings from a checked message, validated like the UI's."""
+    sampling = Sampling(**fields.sampling_values())
     sampling.validate()
     return sampling
+
+
+class Admission:
+    """Speech requests speaking or waiting at once, over every route: past the bound, more are refused."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.held = 0
+        self._lock = threading.Lock()
+
+    def enter(self) -> bool:
+        with self._lock:
+            if self.held >= self.capacity:
+                return False
+            self.held += 1
+            return True
+
+    def leave(self) -> None:
+        with self._lock:
+            self.held = max(0, self.held - 1)
+
+    def busy_message(self) -> str:
+        return (f"The studio is busy: {self.capacity} speech requests are already speaking or waiting "
+                "(--concurrency plus --queue-size). Try again in a moment.")
 
 
 class ChunkPump:
     """Runs a stream in its own thread and hands its chunks to async code.
 
     Generation, and joining its worker, never happen on the event loop. `cancel`
-    ends generation within a frame; a reader that takes nothing for STALL_SECONDS
-    loses the stream, so a client that never reads cannot hold the engine.
+    ends generation within a frame. The stall clock starts as soon as a chunk is
+    waiting and the reader does not take it: a reader that takes nothing for
+    `stall_seconds` loses the stream, so a client that stops reading frees the
+    engine after that long, however much is buffered.
     """
 
-    def __init__(self, make_stream: Callable[[], Stream]):
+    def __init__(self, make_stream: Callable[[], Stream], stall_seconds: float = STALL_SECONDS,
+                 on_end: Callable[[], None] | None = None):
         self.stream: Stream | None = None
+        self.stall_seconds = stall_seconds
         self._make_stream = make_stream
+        self._on_end = on_end
         self._chunks: queue.Queue = queue.Queue(maxsize=64)
         self._cancelled = threading.Event()
+        self._clock = threading.Lock()
+        self._waiting_since: float | None = None  # when the oldest chunk nobody took began to wait
         self._thread = threading.Thread(target=self._run, daemon=True, name="studio-speak")
         self._thread.start()
 
@@ -109,9 +131,28 @@ class ChunkPump:
                 if not self._thread.is_alive() and self._chunks.empty():
                     raise Cancelled("Generation was stopped.") from None
                 continue
+            with self._clock:
+                self._waiting_since = None if self._chunks.empty() else time.monotonic()
             if isinstance(item, BaseException):
                 raise item
             return item
+
+    def _offer(self, item) -> None:
+        """Queue one chunk; raises queue.Full once the reader has taken nothing for stall_seconds."""
+        while True:
+            with self._clock:
+                now = time.monotonic()
+                if self._waiting_since is not None and now - self._waiting_since > self.stall_seconds:
+                    raise queue.Full
+                try:
+                    self._chunks.put_nowait(item)
+                    if self._waiting_since is None:
+                        self._waiting_since = now
+                    return
+                except queue.Full:
+                    pass
+            if self._cancelled.wait(0.1):
+                return
 
     def _run(self) -> None:
         try:
@@ -119,16 +160,19 @@ class ChunkPump:
             if self._cancelled.is_set():
                 self.stream.cancel()
             for chunk in self.stream:
-                self._chunks.put(chunk.samples, timeout=STALL_SECONDS)
-            self._chunks.put(None, timeout=STALL_SECONDS)
+                self._offer(chunk.samples)
+            self._offer(None)
         except queue.Full:
             self.cancel()
-            log.warning("a speech client stopped reading; its generation was stopped")
+            log.warning("a speech client took no audio for %g s; its generation was stopped", self.stall_seconds)
         except BaseException as error:  # handed to the reader, if it is still there
             try:
                 self._chunks.put_nowait(error)
             except queue.Full:
                 pass
+        finally:
+            if self._on_end is not None:
+                self._on_end()
 
 
 # -- the WebSocket ------------------------------------------------------------------------------
@@ -155,9 +199,10 @@ class Utterance:
 class SpeakSession:
     """One WebSocket connection: start, then speak messages handled in order; cancel, stop, or close."""
 
-    def __init__(self, studio: Studio, socket):
+    def __init__(self, studio: Studio, socket, admission: Admission | None = None):
         self.studio = studio
         self.socket = socket
+        self.admission = admission or Admission(studio.settings.speech_capacity)
         self.options: SessionOptions | None = None
         self.pending: asyncio.Queue[Utterance] = asyncio.Queue()
         self.current: Utterance | None = None
@@ -169,7 +214,11 @@ class SpeakSession:
         self._worker = asyncio.create_task(self._speak_in_order())
         try:
             while True:
-                message = await self.socket.receive()
+                try:
+                    message = await asyncio.wait_for(self.socket.receive(), self._patience())
+                except asyncio.TimeoutError:
+                    await self._close_idle()
+                    break
                 if message["type"] == "websocket.disconnect":
                     break
                 text = message.get("text")
@@ -184,6 +233,25 @@ class SpeakSession:
             self.drop_everything()
             self._worker.cancel()
 
+    def _patience(self) -> float | None:
+        """How long to wait for the client's next message: its start, or anything while nothing is spoken."""
+        settings = self.studio.settings
+        if self.options is None:
+            return settings.header_timeout
+        if self.current is not None or not self.pending.empty():
+            return None
+        return settings.idle_timeout
+
+    async def _close_idle(self) -> None:
+        settings = self.studio.settings
+        why = (f'no start message within {settings.header_timeout:g} s' if self.options is None
+               else f"nothing to say for {settings.idle_timeout:g} s")
+        try:
+            await self.error(f"Closing this session: {why}. Connect again when there is something to say.")
+            await self.socket.close(code=1008)
+        except Exception:  # noqa: BLE001 - the client may be gone already
+            pass
+
     async def handle(self, text: str) -> bool:
         """Act on one client message; False ends the session."""
         if len(text) > MAX_MESSAGE:
@@ -197,12 +265,14 @@ class SpeakSession:
         kind = message["type"]
         try:
             if kind == "start":
-                await self.start(message)
+                await self.start(StartMessage.parse(message))
             elif kind == "speak":
-                await self.speak(message)
+                await self.speak(SpeakMessage.parse(message))
             elif kind == "cancel":
+                ControlMessage.parse(message)
                 await self.send({"type": "cancelled", "utterances": self.drop_everything()})
             elif kind == "stop":
+                ControlMessage.parse(message)
                 self.drop_everything()
                 await self.socket.close(code=1000)
                 return False
@@ -212,47 +282,38 @@ class SpeakSession:
             await self.error(str(error))
         return True
 
-    async def start(self, message: dict) -> None:
+    async def start(self, message: StartMessage) -> None:
         if self.options is not None:
             raise InvalidInput("This session has already started; open a new connection for other settings.")
-        voice = message.get("voice")
-        if voice is not None and not isinstance(voice, str):
-            raise InvalidInput("voice must be the name of a library voice.")
+        voice = message.voice
         library = self.studio.library
         if voice and voice.strip():
             voice = (await asyncio.to_thread(library.get, voice)).name
         elif await asyncio.to_thread(library.default) is None:
             raise VoiceNotFound("The library has no default voice; name one with \"voice\".")
-        engine = message.get("engine") or None
-        if engine is not None and engine not in ENGINES:
-            raise InvalidInput(f"engine must be one of: {', '.join(ENGINES)}.")
+        engine = message.engine
         modes = self.studio.engine_for(engine).capabilities.modes
-        mode = message.get("mode")
+        mode = message.mode
         if mode is not None and mode not in modes:
             raise InvalidInput(f"mode must be one of: {', '.join(modes)}.")
         if mode and not voice:
             voice = (await asyncio.to_thread(library.default)).name
-        binary = message.get("binary", False)
-        if not isinstance(binary, bool):
-            raise InvalidInput("binary must be true or false.")
         self.options = SessionOptions(
             voice=voice or None,
             mode=mode,
             engine=engine,
-            language=normalise_language(message.get("language") or "English"),
+            language=normalise_language(message.language or "English"),
             sampling=sampling_from(message),
-            rate=check_rate(message.get("sample_rate", 24000)),
-            encoding=check_encoding(message.get("encoding", "pcm16")),
-            binary=binary,
+            rate=message.sample_rate,
+            encoding=message.encoding,
+            binary=message.binary,
         )
         await self.send({"type": "ready", "session_id": str(uuid.uuid4())})
 
-    async def speak(self, message: dict) -> None:
+    async def speak(self, message: SpeakMessage) -> None:
         if self.options is None:
             raise InvalidInput('Send {"type": "start"} before speak messages.')
-        text = message.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise InvalidInput('A speak message needs "text" to say.')
+        text = message.text
         limit = self.studio.settings.max_text_chars
         if len(text) > limit:
             raise InvalidInput(f"The text is {len(text)} characters; the limit is {limit}.")
@@ -293,7 +354,10 @@ class SpeakSession:
         options = self.options
         request = SpeakRequest(utterance.text, options.language, voice=options.voice, sampling=options.sampling,
                                voice_mode=options.mode, engine=options.engine)
-        pump = utterance.pump = ChunkPump(lambda: self.studio.stream(request))
+        if not self.admission.enter():
+            raise InvalidInput(self.admission.busy_message())
+        pump = utterance.pump = ChunkPump(lambda: self.studio.stream(request), self.studio.settings.stall_seconds,
+                                          on_end=self.admission.leave)
         resampler = Resampler(self.studio.engine_for(options.engine).capabilities.sample_rate, options.rate)
         total, index = 0, 0
         try:
@@ -351,31 +415,36 @@ def openai_error(status: int, message: str, kind: str = "invalid_request_error",
 
 def speech_request(body: dict) -> tuple[SpeakRequest, str]:
     """An OpenAI `/v1/audio/speech` body as a core request, and the response format."""
-    text = body.get("input")
-    if not isinstance(text, str) or not text.strip():
-        raise InvalidInput("'input' must be the text to speak.")
-    voice = body.get("voice")
-    if voice is not None and not isinstance(voice, str):
-        raise InvalidInput("'voice' must be the name of a library voice.")
+    checked = SpeechBody.parse(body, quote=True)
+    voice = checked.voice
     if voice and voice.strip().lower() == "default":
         voice = None
-    response_format = body.get("response_format") or "mp3"
-    if response_format not in FORMATS:
-        raise InvalidInput(f"'response_format' must be one of: {', '.join(FORMATS)}.")
-    speed = body.get("speed", 1.0)
-    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not 0.25 <= speed <= 4.0:
-        raise InvalidInput("'speed' must be a number from 0.25 to 4.0.")
-    if speed != 1.0:
-        raise InvalidInput("This model speaks at its own pace: only 'speed' 1.0 is supported.")
-    language = body.get("language") or "Auto"
-    model = body.get("model")
-    engine = model if isinstance(model, str) and model in ENGINES else None  # else the default engine
-    return SpeakRequest(text, language, voice=voice, sampling=sampling_from(body), engine=engine), response_format
+    if checked.speed != 1.0:
+        raise FieldError("This model speaks at its own pace: only 'speed' 1.0 is supported.", "speed")
+    engine = checked.model if checked.model in ENGINES else None  # else the default engine
+    request = SpeakRequest(checked.input, checked.language or "Auto", voice=voice, sampling=sampling_from(checked),
+                           engine=engine)
+    return request, checked.response_format or "mp3"
+
+
+async def read_body(request: Request, limit: int) -> bytes | None:
+    """The body, read as it streams in and abandoned past `limit` bytes (None), whatever Content-Length said."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        return None
+    parts, size = [], 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            return None
+        parts.append(part)
+    return b"".join(parts)
 
 
 def add_routes(app, studio: Studio) -> None:
     """Add the WebSocket and the OpenAI-compatible routes to Gradio's FastAPI app."""
     settings = studio.settings
+    admission = Admission(settings.speech_capacity)  # shared by the WebSocket and the HTTP route
 
     def denied(request: Request) -> JSONResponse | None:
         try:
@@ -392,7 +461,7 @@ def add_routes(app, studio: Studio) -> None:
             await socket.close(code=1008, reason=str(error)[:120])
             return
         await socket.accept()
-        await SpeakSession(studio, socket).run()
+        await SpeakSession(studio, socket, admission).run()
 
     @app.get("/v1/models")
     async def models(request: Request):
@@ -414,8 +483,8 @@ def add_routes(app, studio: Studio) -> None:
     async def speech(request: Request):
         if (refusal := denied(request)) is not None:
             return refusal
-        raw = await request.body()
-        if len(raw) > MAX_MESSAGE:
+        raw = await read_body(request, MAX_MESSAGE)
+        if raw is None:
             return openai_error(413, f"The request body can be at most {MAX_MESSAGE} bytes.")
         try:
             body = json.loads(raw)
@@ -425,17 +494,27 @@ def add_routes(app, studio: Studio) -> None:
             return openai_error(400, "The request body must be a JSON object.")
         try:
             request_, response_format = speech_request(body)
-            stream = await asyncio.to_thread(studio.stream, request_)
-        except VoiceNotFound as error:
-            return openai_error(404, str(error), param="voice", code="voice_not_found")
+        except FieldError as error:
+            return openai_error(400, str(error), param=error.field)
         except StudioError as error:
             return openai_error(400, str(error))
-        except Exception:  # noqa: BLE001 - a bug: logged, answered as a server error
-            log.exception("speech request failed")
+        if not admission.enter():
+            return openai_error(429, admission.busy_message(), "rate_limit_error", code="busy")
+        try:
+            stream = await asyncio.to_thread(studio.stream, request_)
+        except BaseException as error:
+            admission.leave()
+            if isinstance(error, VoiceNotFound):
+                return openai_error(404, str(error), param="voice", code="voice_not_found")
+            if isinstance(error, StudioError):
+                return openai_error(400, str(error))
+            if not isinstance(error, Exception):
+                raise
+            log.exception("speech request failed")  # a bug: logged, answered as a server error
             return openai_error(500, INTERNAL_ERROR, "server_error")
         rate = stream.engine.capabilities.sample_rate
         encoder = Encoder(response_format, rate)
-        pump = ChunkPump(lambda: stream)
+        pump = ChunkPump(lambda: stream, settings.stall_seconds, on_end=admission.leave)
 
         async def body_bytes():
             """Bytes as they are generated; a disconnect cancels this generator and so generation."""
