@@ -23,3 +23,7 @@ class ModelUnavailable(StudioError):
 
 class Cancelled(StudioError):
     """Generation was stopped by the user or a disconnected client."""
+
+
+class DiskFull(StudioError):
+    """The disk holding the library has no room for a change; nothing was half-written."""
