@@ -450,6 +450,10 @@ class Studio:
     def set_default_voice(self, name: str) -> Voice:
         return self.library.set_default(name)
 
+    def empty_trash(self) -> tuple[int, int]:
+        """Remove deleted voices for good (no Undo after this): (voices removed, bytes freed)."""
+        return self.library.empty_trash()
+
     def export_voice(self, name: str) -> Path:
         voice = self.library.get(name)
         return archive.export_voice(self.library, voice.name, self.files.path(voice.folder, ".zip"))
