@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 from studio import connections
@@ -67,7 +68,13 @@ def guard(demo, app, settings: Settings) -> connections.ConnectionGuard:
     return watch
 
 
+def exit_on_sigterm() -> None:
+    """SIGTERM (a service manager's stop, `kill`) exits like Ctrl+C: temporary folders are removed on the way."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def main(argv: list[str] | None = None) -> int:
+    exit_on_sigterm()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_args(argv)  # exits with status 2 and a message on a bad flag or variable
     problem = exposure_problem(settings)

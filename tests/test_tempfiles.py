@@ -1,0 +1,60 @@
+"""The studio's temporary folders: removed when it exits (also on SIGTERM), and stale ones swept at start."""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from studio.files import TempFiles
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_stale_folders_of_dead_studios_are_swept_at_start(tmp_path):
+    stale = tmp_path / f"voice-studio-{dead_pid()}-abc123"
+    (stale / "nested").mkdir(parents=True)
+    (stale / "nested" / "take.wav").write_bytes(b"RIFF")
+    alive = tmp_path / f"voice-studio-{os.getppid()}-def456"
+    alive.mkdir()
+    unrelated = tmp_path / "something-else"
+    unrelated.mkdir()
+    files = TempFiles(parent=tmp_path)
+    assert not stale.exists() and alive.exists() and unrelated.exists()
+    files.path("take", ".wav").write_bytes(b"x")
+    assert files.root.parent == tmp_path and files.root.exists()
+    files.close()
+    assert not any(p.name.startswith(f"voice-studio-{os.getpid()}-") for p in tmp_path.iterdir())
+
+
+def run_studio_files(tmp_path, tail: str) -> subprocess.Popen:
+    code = ("import sys, time\n"
+            "from app import exit_on_sigterm\n"
+            "from studio.files import TempFiles\n"
+            "exit_on_sigterm()\n"
+            f"files = TempFiles(parent={str(tmp_path)!r})\n"
+            "files.path('clip', '.wav').write_bytes(b'RIFF')\n"
+            "print(files.root, flush=True)\n" + tail)
+    return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+
+
+def test_the_folder_is_removed_when_the_studio_exits(tmp_path):
+    process = run_studio_files(tmp_path, "")
+    root = Path(process.stdout.readline().strip())
+    assert process.wait(timeout=120) == 0
+    assert root.parent == tmp_path and not root.exists()
+
+
+def test_the_folder_is_removed_on_sigterm(tmp_path):
+    process = run_studio_files(tmp_path, "time.sleep(300)\n")
+    root = Path(process.stdout.readline().strip())
+    assert root.exists()
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+    assert not root.exists()
