@@ -347,14 +347,12 @@ def test_repeated_failed_logins_are_slowed_down_per_client(auth_server):
     ("GET", "gradio_api/heartbeat/abc", None),
 ])
 def test_gradio_routes_need_a_login_under_auth(auth_server, method, path, body):
+    def status(client) -> int:  # the heartbeat is an endless event stream: only its status is read
+        with client.stream(method, auth_server + path, json=body) as response:
+            return response.status_code
+
     with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.4"), timeout=30) as client:
-        anonymous = client.request(method, auth_server + path, json=body)
-        assert anonymous.status_code == 401
+        assert status(client) == 401
         login = client.post(auth_server + "login", data={"username": "ann", "password": "right-password"})
         assert login.status_code == 200
-        if path.startswith("gradio_api/heartbeat"):
-            with client.stream(method, auth_server + path) as logged_in:
-                assert logged_in.status_code == 200
-        else:
-            logged_in = client.request(method, auth_server + path, json=body)
-            assert logged_in.status_code != 401
+        assert status(client) not in (401, 403, 404)
