@@ -107,18 +107,26 @@ class ConnectionGuard:
     def _refused(self, address: str, burst: str, why: str) -> None:
         """Count a refusal; log only the first of a burst."""
         self.counts.refused += 1
+        if self._burst_starts(burst):
+            log.warning("refusing new connections (%s); further refusals in this burst are counted, not logged",
+                        why)
+
+    def timed_out(self, address: str, what: str) -> None:
+        """Count a connection closed for being too slow; log only the first of a burst from its address."""
+        with self._lock:
+            self.counts.timed_out += 1
+            if self._burst_starts(f"slow {address}"):
+                log.info("closing a connection from %s: %s (more like it in this burst are counted, not logged)",
+                         address, what)
+
+    def _burst_starts(self, burst: str) -> bool:
+        """Whether this event starts a burst (none of its kind for QUIET_SECONDS)."""
         now = time.monotonic()
         last = self._last_refusal.get(burst)
         self._last_refusal[burst] = now
-        if last is None or now - last > QUIET_SECONDS:
-            log.warning("refusing new connections (%s); further refusals in this burst are counted, not logged",
-                        why)
         if len(self._last_refusal) > 10000:  # forget bursts long over, so the table stays small
             self._last_refusal = {k: t for k, t in self._last_refusal.items() if now - t <= QUIET_SECONDS}
-
-    def timed_out(self, address: str, what: str) -> None:
-        self.counts.timed_out += 1
-        log.info("closed a connection from %s: %s", address, what)
+        return last is None or now - last > QUIET_SECONDS
 
 
 def guarded_http(protocol_class: type, guard: ConnectionGuard) -> type:
