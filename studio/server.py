@@ -214,9 +214,8 @@ class SpeakSession:
         self._worker = asyncio.create_task(self._speak_in_order())
         try:
             while True:
-                try:
-                    message = await asyncio.wait_for(self.socket.receive(), self._patience())
-                except asyncio.TimeoutError:
+                message = await self._next_message()
+                if message is None:
                     await self._close_idle()
                     break
                 if message["type"] == "websocket.disconnect":
@@ -232,6 +231,24 @@ class SpeakSession:
         finally:
             self.drop_everything()
             self._worker.cancel()
+
+    async def _next_message(self) -> dict | None:
+        """The client's next message, or None once it has been quiet too long (the clock stops while speaking)."""
+        receiving = asyncio.ensure_future(self.socket.receive())
+        quiet_since = time.monotonic()
+        try:
+            while True:
+                done, _ = await asyncio.wait({receiving}, timeout=0.5)
+                if done:
+                    return receiving.result()
+                patience = self._patience()
+                if patience is None:
+                    quiet_since = time.monotonic()
+                elif time.monotonic() - quiet_since > patience:
+                    return None
+        finally:
+            if not receiving.done():
+                receiving.cancel()
 
     def _patience(self) -> float | None:
         """How long to wait for the client's next message: its start, or anything while nothing is spoken."""

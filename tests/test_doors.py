@@ -156,6 +156,24 @@ def test_a_websocket_that_never_starts_is_closed_with_a_message(strict_server):
     assert reply["type"] == "error" and "no start message" in reply["message"] and code == 1008
 
 
+def test_a_websocket_with_nothing_more_to_say_is_closed_after_the_idle_timeout(strict_server, voice):
+    url, _, _ = strict_server
+
+    async def scenario():
+        async with websockets.connect(url.replace("http://", "ws://") + "api/v1/speak") as sock:
+            await start(sock, max_frames=4)
+            await sock.send(json.dumps({"type": "speak", "text": "One line, then silence."}))
+            while (message := await receive(sock)).get("type") != "complete":
+                pass
+            reply = await receive(sock)  # the idle clock starts once the utterance is complete
+            with pytest.raises(websockets.exceptions.ConnectionClosed):
+                await asyncio.wait_for(sock.recv(), 30)
+            return reply, sock.close_code
+
+    reply, code = run_async(scenario())
+    assert reply["type"] == "error" and "nothing to say for 2 s" in reply["message"] and code == 1008
+
+
 # -- 2: wrong JSON types are answered, never a dropped connection ----------------------------------
 
 @pytest.mark.parametrize("raw, field", [
