@@ -9,7 +9,10 @@ import asyncio
 import json
 import logging
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -374,3 +377,17 @@ def test_gradio_routes_need_a_login_under_auth(auth_server, method, path, body):
         login = client.post(auth_server + "login", data={"username": "ann", "password": "right-password"})
         assert login.status_code == 200
         assert status(client) not in (401, 403, 404)
+
+
+def test_the_total_bound_fits_under_the_open_file_limit():
+    """With a hard limit of 300 open files, 512 connections cannot fit: the bound is lowered, with a warning."""
+    code = ("import resource\n"
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 300))\n"
+            "from studio.connections import FILES_RESERVED, connection_budget\n"
+            "print(connection_budget(512), connection_budget(100), resource.getrlimit(resource.RLIMIT_NOFILE)[0],"
+            " FILES_RESERVED)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parent.parent)
+    fitted, small, soft, reserved = map(int, result.stdout.split())
+    assert soft == 300 and fitted == 300 - reserved and small == 100  # raised to the hard limit, then fitted
+    assert "open-file limit is 300" in result.stderr
