@@ -295,7 +295,7 @@ def main() -> None:
     parser.add_argument("--body-mb", type=int, default=100)
     args = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="voice-studio-soak-"))
+    workdir = Path(tempfile.mkdtemp(prefix="studio-soak-"))
     port = free_port()
     process, log = start_studio(workdir, port)
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -44,6 +45,9 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
 
 
 PREFIX = "voice-studio-"
+# mkdtemp's folders: voice-studio-<pid>-<8 random characters>, or (older studios) voice-studio-<8 characters>
+LEGACY_AGE = 7 * 24 * 3600.0
+OURS = re.compile(r"^voice-studio-(?:(?P<pid>\d+)-)?[a-z0-9_]{8}$")
 
 
 class TempFiles:
@@ -94,14 +98,16 @@ def sweep_stale(parent: Path, max_age: float = 3600.0) -> list[Path]:
     """Remove the temporary folders of studios that are no longer running; returns what was removed."""
     removed = []
     for folder in parent.glob(f"{PREFIX}*"):
-        owner = folder.name[len(PREFIX):].split("-", 1)[0]
+        ours = OURS.match(folder.name)
+        if ours is None:
+            continue  # another tool's folder that happens to share the prefix (a benchmark cache, say)
         try:
             if not folder.is_dir() or folder.is_symlink() or folder.stat().st_uid != os.getuid():
                 continue
-            if owner.isdigit():
-                stale = not _running(int(owner))
-            else:  # a folder from before process ids were in the name
-                stale = folder.stat().st_mtime < time.time() - max_age
+            if ours["pid"]:
+                stale = not _running(int(ours["pid"]))
+            else:  # from before process ids were in the name: its studio may still run, so only old ones go
+                stale = folder.stat().st_mtime < time.time() - max(max_age, LEGACY_AGE)
         except OSError:
             continue
         if stale:

@@ -18,15 +18,21 @@ def dead_pid() -> int:
 
 
 def test_stale_folders_of_dead_studios_are_swept_at_start(tmp_path):
-    stale = tmp_path / f"voice-studio-{dead_pid()}-abc123"
+    stale = tmp_path / f"voice-studio-{dead_pid()}-abc123de"
     (stale / "nested").mkdir(parents=True)
     (stale / "nested" / "take.wav").write_bytes(b"RIFF")
-    alive = tmp_path / f"voice-studio-{os.getppid()}-def456"
+    alive = tmp_path / f"voice-studio-{os.getppid()}-def456gh"
     alive.mkdir()
-    unrelated = tmp_path / "something-else"
-    unrelated.mkdir()
+    unrelated = [tmp_path / "something-else", tmp_path / "voice-studio-bench-0.6b", tmp_path / "voice-studio-soak-x"]
+    for folder in unrelated:
+        folder.mkdir()
+        os.utime(folder, (0, 0))  # old, but not ours: kept
+    legacy = tmp_path / "voice-studio-ab_c12x9"  # an older studio's folder, an hour old
+    legacy.mkdir()
+    os.utime(legacy, (0, 0))
     files = TempFiles(parent=tmp_path)
-    assert not stale.exists() and alive.exists() and unrelated.exists()
+    assert not stale.exists() and not legacy.exists() and alive.exists()
+    assert all(folder.exists() for folder in unrelated)
     files.path("take", ".wav").write_bytes(b"x")
     assert files.root.parent == tmp_path and files.root.exists()
     files.close()
