@@ -23,6 +23,7 @@ import asyncio
 import json
 import os
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -299,7 +300,7 @@ def main() -> None:
     port = free_port()
     process, log = start_studio(workdir, port)
     try:
-        print(f"studio pid {process.pid} on port {port}; log {log}")
+        print(f"studio pid {process.pid} on port {port}")
         idle_flood(port, args.connections, log, process.pid)
         slow_clients(port)
         big_bodies(port, process.pid, args.body_mb)
@@ -312,6 +313,7 @@ def main() -> None:
     finally:
         process.terminate()
         process.wait(timeout=60)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
