@@ -8,10 +8,13 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
+from studio import connections
 from studio.config import Settings
 from studio.errors import StudioError
+from studio.gate import Gate, LoginThrottle, gradio_login
 from studio.server import add_routes
 from studio.studio import Studio, engine_names
 from studio.ui import StudioUI
@@ -46,12 +49,32 @@ def launch(studio: Studio, block: bool = True, quiet: bool = False):
         quiet=quiet,
     )
     add_routes(app, studio)  # routes added to Gradio's own app serve on its port and share link
+    demo.connection_guard = guard(demo, app, settings)
     if block:
         demo.block_thread()
     return demo
 
 
+def guard(demo, app, settings: Settings) -> connections.ConnectionGuard:
+    """Bound connections, bodies and logins on the server Gradio started (it takes no such settings itself)."""
+    watch = connections.ConnectionGuard(connections.connection_budget(settings.max_connections),
+                                        settings.max_client_connections, settings.header_timeout,
+                                        settings.body_timeout)
+    auth = settings.auth is not None
+    connections.install(demo.server, watch, lambda inner: Gate(
+        inner, settings.max_upload_bytes, logged_in=gradio_login(app) if auth else None,
+        throttle=LoginThrottle() if auth else None))
+    connections.quiet_accept_errors()
+    return watch
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM (a service manager's stop, `kill`) exits like Ctrl+C: temporary folders are removed on the way."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def main(argv: list[str] | None = None) -> int:
+    exit_on_sigterm()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_args(argv, engines=engine_names())  # exits with status 2 and a message on a bad flag or variable
     problem = exposure_problem(settings)

@@ -82,7 +82,7 @@ def import_zip(library: Library, path: str | os.PathLike) -> Voice:
         voice.name = library.free_name(voice.name)
         voice.folder = library.free_folder(voice.name)
         files[MANIFEST] = voice.manifest_bytes()
-        library.publish(voice.folder, files)
+        library.publish(voice.folder, files, "importing the voice")
     return voice
 
 
@@ -113,7 +113,7 @@ def import_prompt(library: Library, path: str | os.PathLike, name: str, prompt: 
         if library.find(name) is not None:
             raise InvalidInput(f"A voice named {name!r} already exists. Pick another name.")
         voice.folder = library.free_folder(name)
-        library.publish(voice.folder, files)
+        library.publish(voice.folder, files, "importing the voice")
     return voice
 
 

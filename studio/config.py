@@ -57,6 +57,13 @@ class Settings:
     preload: bool = False
     api_key: str | None = None  # Bearer key for the speech routes
     allow_anonymous: bool = False  # reachable by others without --auth, on purpose
+    # What any client may hold, before any login or key is checked (studio/connections.py).
+    max_connections: int = 512  # open connections in total (lowered to fit the open-file limit)
+    max_client_connections: int = 64  # open connections from one address
+    header_timeout: float = 10.0  # to send a request's headers, or a WebSocket's start message
+    body_timeout: float = 20.0  # to send a request body, plus a second per 500 bytes
+    idle_timeout: float = 300.0  # a started WebSocket session with nothing to say
+    stall_seconds: float = 20.0  # a speech client that takes no audio for this long loses its request
 
     @classmethod
     def from_args(cls, argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
@@ -86,6 +93,11 @@ class Settings:
     @property
     def max_upload_bytes(self) -> float:
         return self.max_upload_mb * 1e6
+
+    @property
+    def speech_capacity(self) -> int:
+        """Speech requests admitted at once, speaking or waiting: the same bound as the UI's queue."""
+        return self.concurrency + self.queue_size
 
     @property
     def public(self) -> bool:
@@ -166,11 +178,25 @@ def _parser(engines: tuple[str, ...] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--concurrency", default=d.concurrency, type=_bounded(int, 1, 64),
                    help="requests admitted to the engine at once (generation itself runs one at a time)")
     p.add_argument("--queue-size", default=d.queue_size, type=_bounded(int, 1, 10000),
-                   help="requests that may wait in the queue; more are refused with a message")
+                   help="requests that may wait in the queue (the UI's, and the speech routes'); more are refused "
+                        "with a message (HTTP 429 on /v1/audio/speech)")
     p.add_argument("--preload", default=d.preload, action="store_true",
                    help="load models at start instead of first use")
     p.add_argument("--api-key", default=None,
                    help="KEY or @FILE: Bearer key for /api/v1/speak and /v1/audio/* (required with --auth)")
+    p.add_argument("--max-connections", default=d.max_connections, type=_bounded(int, 8, 100000),
+                   help="open connections in total; more are refused at once (lowered to fit the open-file limit)")
+    p.add_argument("--max-client-connections", default=d.max_client_connections, type=_bounded(int, 1, 100000),
+                   help="open connections from one address (under --share every visitor comes through the "
+                        "tunnel, from one address)")
+    p.add_argument("--header-timeout", default=d.header_timeout, type=_bounded(float, 1, 600),
+                   help="seconds a client has to send a request's headers (or a WebSocket its start message)")
+    p.add_argument("--body-timeout", default=d.body_timeout, type=_bounded(float, 1, 3600),
+                   help="seconds a client has to send a request body, plus one per 500 bytes of it")
+    p.add_argument("--idle-timeout", default=d.idle_timeout, type=_bounded(float, 1, 86400),
+                   help="seconds a started /api/v1/speak session may sit with nothing to say before it is closed")
+    p.add_argument("--stall-seconds", default=d.stall_seconds, type=_bounded(float, 1, 3600),
+                   help="a speech client that takes no audio for this long loses its request (the engine is freed)")
     p.add_argument("--allow-anonymous", default=d.allow_anonymous, action="store_true",
                    help="start with --share or a non-loopback --host without --auth (anyone with the link can "
                         "use, change and export every voice)")

@@ -31,3 +31,7 @@ class VoiceNotFound(InvalidInput):
 
 class LibraryBusy(StudioError):
     """Another writer held the library lock for too long."""
+
+
+class DiskFull(StudioError):
+    """The disk holding the library has no room for a change; nothing was half-written."""

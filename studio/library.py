@@ -21,8 +21,10 @@ when they are loaded. Export and import live in `archive.py`.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -33,12 +35,13 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from . import audio
 from .config import SAMPLE_RATE
-from .errors import InvalidInput, LibraryBusy, StudioError, VoiceNotFound
+from .errors import DiskFull, InvalidInput, LibraryBusy, StudioError, VoiceNotFound
 from .files import fsync_dir, write_atomic
 from .languages import normalise_language
 
@@ -60,6 +63,10 @@ MAX_STORED_REF_TEXT = 20000  # the largest --max-ref-text-chars; new voices are 
 MAX_MANIFEST_BYTES = 256 * 1024  # a manifest is a few kB; anything far larger is refused unread
 MAX_TRASH = 50  # deleted voices kept for Undo; older ones are removed for good
 LOCK_SECONDS = 30
+SPARE_BYTES = 1024 * 1024  # kept free beyond what a change writes (directories, the lock, the file system's own)
+FULL_ERRORS = (errno.ENOSPC, errno.EDQUOT)
+
+log = logging.getLogger(__name__)
 # Zero-width joiners and variation selectors are format characters, but emoji need them.
 EMOJI_JOINERS = {"\u200d", "\ufe0e", "\ufe0f"}
 
@@ -179,10 +186,40 @@ def _sha256(data: bytes) -> str:
 class Library:
     """All voices in one folder. Safe for many threads and processes at once."""
 
-    def __init__(self, root: str | os.PathLike, max_upload_bytes: float = 50e6, max_reference_seconds: float = 60.0):
+    def __init__(self, root: str | os.PathLike, max_upload_bytes: float = 50e6, max_reference_seconds: float = 60.0,
+                 free_space: Callable[[Path], int] | None = None):
         self.root = Path(root)
         self.max_upload_bytes = max_upload_bytes
         self.max_reference_seconds = max_reference_seconds
+        self.free_space = free_space or (lambda path: shutil.disk_usage(path).free)
+
+    # -- room on the disk --------------------------------------------------------------------
+    @contextmanager
+    def room_for(self, needed: int, action: str):
+        """Refuse a change the disk has no room for, before writing; a disk that fills mid-way says so too."""
+        free = self._free()
+        if free is not None and needed + SPARE_BYTES > free:
+            raise self._full(action, needed, free)
+        try:
+            yield
+        except OSError as error:
+            if error.errno not in FULL_ERRORS:
+                raise
+            raise self._full(action, needed, self._free()) from None
+
+    def _free(self) -> int | None:
+        try:
+            return int(self.free_space(self.root if self.root.exists() else self.root.parent))
+        except OSError:
+            return None  # unknown: the write itself will tell
+
+    def _full(self, action: str, needed: int, free: int | None) -> DiskFull:
+        trash = self.trash_bytes()
+        hint = f" Emptying the trash frees {_size(trash)}." if trash else ""
+        available = f" and {_size(free)} are free" if free is not None else ""
+        return DiskFull(f"The disk holding the voice library is full: {action} needs about "
+                        f"{_size(needed + SPARE_BYTES)}{available}. Free some space and try again.{hint} "
+                        "Nothing was changed.")
 
     # -- locking and reading -----------------------------------------------------------------
     @contextmanager
@@ -329,9 +366,11 @@ class Library:
         except (OSError, ValueError):
             return {}
 
-    def _write_index(self, index: dict) -> None:
+    def _write_index(self, index: dict, action: str = "changing the default voice") -> None:
         index["schema_version"] = SCHEMA_VERSION
-        write_atomic(self.root / INDEX, json.dumps(index, indent=2).encode())
+        data = json.dumps(index, indent=2).encode()
+        with self.room_for(len(data), action):
+            write_atomic(self.root / INDEX, data)
 
     def default(self) -> Voice | None:
         folder = self._index().get("default")
@@ -407,11 +446,15 @@ class Library:
             folder = f"{base}-{uuid.uuid4().hex[:6]}"
         return folder
 
-    def publish(self, folder: str, files: dict[str, bytes]) -> None:
+    def publish(self, folder: str, files: dict[str, bytes], action: str = "saving the voice") -> None:
         """Write all files into a hidden folder, fsync, then rename it into place in one step."""
         self.root.mkdir(parents=True, exist_ok=True)
         staging = self.root / f".tmp-{uuid.uuid4().hex}"
-        staging.mkdir()
+        with self.room_for(sum(len(data) for data in files.values()), action):
+            staging.mkdir()
+            self._publish(staging, folder, files)
+
+    def _publish(self, staging: Path, folder: str, files: dict[str, bytes]) -> None:
         try:
             for relative, data in files.items():
                 target = staging / relative
@@ -431,9 +474,11 @@ class Library:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
 
-    def _update(self, voice: Voice) -> None:
+    def _update(self, voice: Voice, action: str) -> None:
         voice.updated_at = now()
-        write_atomic(self.path(voice) / MANIFEST, voice.manifest_bytes())
+        data = voice.manifest_bytes()
+        with self.room_for(len(data), action):
+            write_atomic(self.path(voice) / MANIFEST, data)
 
     # -- edits -------------------------------------------------------------------------------
     # Every change is one atomic step, or ordered so that a kill between its steps leaves a
@@ -447,7 +492,7 @@ class Library:
             if other is not None and other.folder != voice.folder:
                 raise InvalidInput(f"A voice named {new_name!r} already exists.")
             voice.name = new_name
-            self._update(voice)
+            self._update(voice, "renaming the voice")
         return voice
 
     def approve(self, name: str, take: tuple[np.ndarray, int], details: dict) -> Voice:
@@ -456,11 +501,13 @@ class Library:
         The audio is written first: a kill before the manifest leaves the voice as it was.
         """
         details = _checked_approval(dict(details, approved_at=now()))
+        wav = audio.to_wav_bytes(*take)
         with self.lock():
             voice = self.get(name)
-            write_atomic(self.path(voice) / PREVIEW, audio.to_wav_bytes(*take))
+            with self.room_for(len(wav), "keeping the approved take"):
+                write_atomic(self.path(voice) / PREVIEW, wav)
             voice.preview, voice.approved = PREVIEW, details
-            self._update(voice)
+            self._update(voice, "keeping the approved take")
         return voice
 
     def duplicate(self, name: str, new_name: str) -> Voice:
@@ -475,7 +522,7 @@ class Library:
             copy = Voice(**{**asdict(voice), "name": new_name, "folder": self.free_folder(new_name),
                             "created_at": now(), "updated_at": now()})
             files[MANIFEST] = copy.manifest_bytes()
-            self.publish(copy.folder, files)
+            self.publish(copy.folder, files, "duplicating the voice")
         return copy
 
     def delete(self, name: str) -> Voice:
@@ -489,7 +536,7 @@ class Library:
             index = self._index()
             if index.get("default") == voice.folder:
                 index.pop("default")
-                self._write_index(index)
+                self._write_index(index, "deleting the default voice")
             trash = self.root / TRASH
             trash.mkdir(exist_ok=True)
             os.rename(self.path(voice), trash / f"{time.time_ns():020d}--{voice.folder}")
@@ -509,6 +556,20 @@ class Library:
     def _trim_trash(self) -> None:
         for old in self._trash_entries()[MAX_TRASH:]:
             shutil.rmtree(old, ignore_errors=True)
+
+    def trash_bytes(self) -> int:
+        """What the deleted voices take on disk."""
+        return sum(_folder_bytes(entry) for entry in self._trash_entries())
+
+    def empty_trash(self) -> tuple[int, int]:
+        """Remove every deleted voice for good; returns (voices removed, bytes freed)."""
+        with self.lock():
+            entries = self._trash_entries()
+            freed = sum(_folder_bytes(entry) for entry in entries)
+            for entry in entries:
+                shutil.rmtree(entry, ignore_errors=True)
+            fsync_dir(self.root / TRASH)
+        return len(entries), freed
 
     def trash(self) -> list[Voice]:
         found = []
@@ -550,7 +611,7 @@ class Library:
         """Store a prompt beside the voice (only if the voice is still in the same folder)."""
         if not FINGERPRINT_RE.match(fingerprint):
             raise InvalidInput("A prompt needs the fingerprint of the model that made it.")
-        with self.lock():
+        with self.lock(), self.room_for(len(data), "caching the prompt"):
             current = self.find(voice.name)
             if current is not None and current.folder == voice.folder:
                 write_atomic(self.path(voice) / PROMPTS / f"{fingerprint}.safetensors", data)
@@ -563,3 +624,22 @@ class Library:
             if self.find(candidate) is None:
                 return candidate
         raise InvalidInput("Too many voices share that name.")
+
+
+def _folder_bytes(folder: Path) -> int:
+    total = 0
+    for path in folder.rglob("*"):
+        try:
+            if path.is_file() and not path.is_symlink():
+                total += path.stat().st_size
+        except OSError:
+            pass
+    return total
+
+
+def _size(count: float) -> str:
+    """Bytes for people: 0.4 MB, 12 MB, 3.1 GB."""
+    if count >= 1e9:
+        return f"{count / 1e9:.1f} GB"
+    megabytes = count / 1e6
+    return f"{megabytes:.1f} MB" if megabytes < 10 else f"{megabytes:.0f} MB"

@@ -17,6 +17,7 @@ import json
 import logging
 import queue
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Callable
@@ -29,16 +30,16 @@ from starlette.websockets import WebSocketDisconnect
 from .config import Settings
 from .errors import Cancelled, InvalidInput, LibraryBusy, ModelUnavailable, StudioError, VoiceNotFound
 from .languages import normalise_language
-from .speech import FORMATS, Encoder, Resampler, check_encoding, check_rate, pcm_bytes
-from .streaming import Stream
+from .schemas import ControlMessage, FieldError, SpeakMessage, SpeechBody, StartMessage
+from .speech import Encoder, Resampler, pcm_bytes
+from .streaming import Pump, Stream
 from .studio import Sampling, SpeakRequest, Studio, seconds_of_frames
 
 log = logging.getLogger(__name__)
 
 MAX_QUEUED = 8  # utterances waiting per WebSocket connection
 MAX_MESSAGE = 64 * 1024  # bytes of one client message or request body
-STALL_SECONDS = 20.0  # a client that reads nothing for this long loses its utterance (the engine is freed)
-SAMPLING_KEYS = ("temperature", "top_p", "top_k", "repetition_penalty", "seed", "max_frames")
+STALL_SECONDS = 20.0  # a client that takes no audio for this long loses its utterance (the engine is freed)
 INTERNAL_ERROR = "Something went wrong inside the studio; the details are in the server log."
 
 
@@ -56,78 +57,56 @@ def check_access(settings: Settings, authorization: str | None) -> None:
         raise AccessDenied("This studio uses --auth, so its speech routes need an API key: start it with --api-key.")
 
 
-def sampling_from(options: dict) -> Sampling:
-    """Sampling settings from a JSON object, checked like the UI's."""
-    values = {}
-    for key in SAMPLING_KEYS:
-        value = options.get(key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InvalidInput(f"{key} must be a number.")
-        values[key] = int(value) if key in ("top_k", "seed", "max_frames") else float(value)
-    if values.get("seed", 0) < 0:
-        values["seed"] = None
+def sampling_from(fields) -> Sampling:
+    """Sampling settings from a checked message, validated like the UI's (lengths in 80 ms units)."""
+    values = fields.sampling_values()
     values["max_seconds"] = seconds_of_frames(values.pop("max_frames", None))
     sampling = Sampling(**values)
     sampling.validate()
     return sampling
 
 
-class ChunkPump:
-    """Runs a stream in its own thread and hands its chunks to async code.
+class Admission:
+    """Speech requests speaking or waiting at once, over every route: past the bound, more are refused."""
 
-    Generation, and joining its worker, never happen on the event loop. `cancel`
-    ends generation within a frame; a reader that takes nothing for STALL_SECONDS
-    loses the stream, so a client that never reads cannot hold the engine.
-    """
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.held = 0
+        self._lock = threading.Lock()
 
-    def __init__(self, make_stream: Callable[[], Stream]):
-        self.stream: Stream | None = None
-        self._make_stream = make_stream
-        self._chunks: queue.Queue = queue.Queue(maxsize=64)
-        self._cancelled = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="studio-speak")
-        self._thread.start()
+    def enter(self) -> bool:
+        with self._lock:
+            if self.held >= self.capacity:
+                return False
+            self.held += 1
+            return True
 
-    def cancel(self) -> None:
-        self._cancelled.set()
-        if self.stream is not None:
-            self.stream.cancel()
+    def leave(self) -> None:
+        with self._lock:
+            self.held = max(0, self.held - 1)
 
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled.is_set()
+    def busy_message(self) -> str:
+        return (f"The studio is busy: {self.capacity} speech requests are already speaking or waiting "
+                "(--concurrency plus --queue-size). Try again in a moment.")
+
+
+class ChunkPump(Pump):
+    """The core's pump for async code: generation, and joining its worker, never happen on the event loop."""
+
+    def __init__(self, make_stream: Callable[[], Stream], stall_seconds: float = STALL_SECONDS,
+                 on_end: Callable[[], None] | None = None):
+        super().__init__(make_stream, stall_seconds, on_end)
 
     async def next(self) -> np.ndarray | None:
         """The next chunk's samples; None at the end. Raises what generation raised."""
         while True:
             try:
-                item = await asyncio.to_thread(self._chunks.get, True, 0.5)
+                chunk = await asyncio.to_thread(self.get, 0.5)
             except queue.Empty:
-                if not self._thread.is_alive() and self._chunks.empty():
+                if self.finished():
                     raise Cancelled("Generation was stopped.") from None
                 continue
-            if isinstance(item, BaseException):
-                raise item
-            return item
-
-    def _run(self) -> None:
-        try:
-            self.stream = self._make_stream()
-            if self._cancelled.is_set():
-                self.stream.cancel()
-            for chunk in self.stream:
-                self._chunks.put(chunk.samples, timeout=STALL_SECONDS)
-            self._chunks.put(None, timeout=STALL_SECONDS)
-        except queue.Full:
-            self.cancel()
-            log.warning("a speech client stopped reading; its generation was stopped")
-        except BaseException as error:  # handed to the reader, if it is still there
-            try:
-                self._chunks.put_nowait(error)
-            except queue.Full:
-                pass
+            return None if chunk is None else chunk.samples
 
 
 # -- the WebSocket ------------------------------------------------------------------------------
@@ -154,9 +133,10 @@ class Utterance:
 class SpeakSession:
     """One WebSocket connection: start, then speak messages handled in order; cancel, stop, or close."""
 
-    def __init__(self, studio: Studio, socket):
+    def __init__(self, studio: Studio, socket, admission: Admission | None = None):
         self.studio = studio
         self.socket = socket
+        self.admission = admission or Admission(studio.settings.speech_capacity)
         self.options: SessionOptions | None = None
         self.pending: asyncio.Queue[Utterance] = asyncio.Queue()
         self.current: Utterance | None = None
@@ -168,7 +148,10 @@ class SpeakSession:
         self._worker = asyncio.create_task(self._speak_in_order())
         try:
             while True:
-                message = await self.socket.receive()
+                message = await self._next_message()
+                if message is None:
+                    await self._close_idle()
+                    break
                 if message["type"] == "websocket.disconnect":
                     break
                 text = message.get("text")
@@ -183,6 +166,43 @@ class SpeakSession:
             self.drop_everything()
             self._worker.cancel()
 
+    async def _next_message(self) -> dict | None:
+        """The client's next message, or None once it has been quiet too long (the clock stops while speaking)."""
+        receiving = asyncio.ensure_future(self.socket.receive())
+        quiet_since = time.monotonic()
+        try:
+            while True:
+                done, _ = await asyncio.wait({receiving}, timeout=0.5)
+                if done:
+                    return receiving.result()
+                patience = self._patience()
+                if patience is None:
+                    quiet_since = time.monotonic()
+                elif time.monotonic() - quiet_since > patience:
+                    return None
+        finally:
+            if not receiving.done():
+                receiving.cancel()
+
+    def _patience(self) -> float | None:
+        """How long to wait for the client's next message: its start, or anything while nothing is spoken."""
+        settings = self.studio.settings
+        if self.options is None:
+            return settings.header_timeout
+        if self.current is not None or not self.pending.empty():
+            return None
+        return settings.idle_timeout
+
+    async def _close_idle(self) -> None:
+        settings = self.studio.settings
+        why = (f'no start message within {settings.header_timeout:g} s' if self.options is None
+               else f"nothing to say for {settings.idle_timeout:g} s")
+        try:
+            await self.error(f"Closing this session: {why}. Connect again when there is something to say.")
+            await self.socket.close(code=1008)
+        except Exception:  # noqa: BLE001 - the client may be gone already
+            pass
+
     async def handle(self, text: str) -> bool:
         """Act on one client message; False ends the session."""
         if len(text) > MAX_MESSAGE:
@@ -196,12 +216,14 @@ class SpeakSession:
         kind = message["type"]
         try:
             if kind == "start":
-                await self.start(message)
+                await self.start(StartMessage.parse(message))
             elif kind == "speak":
-                await self.speak(message)
+                await self.speak(SpeakMessage.parse(message))
             elif kind == "cancel":
+                ControlMessage.parse(message)
                 await self.send({"type": "cancelled", "utterances": self.drop_everything()})
             elif kind == "stop":
+                ControlMessage.parse(message)
                 self.drop_everything()
                 await self.socket.close(code=1000)
                 return False
@@ -211,47 +233,38 @@ class SpeakSession:
             await self.error(str(error))
         return True
 
-    async def start(self, message: dict) -> None:
+    async def start(self, message: StartMessage) -> None:
         if self.options is not None:
             raise InvalidInput("This session has already started; open a new connection for other settings.")
-        voice = message.get("voice")
-        if voice is not None and not isinstance(voice, str):
-            raise InvalidInput("voice must be the name of a library voice.")
+        voice = message.voice
         library = self.studio.library
         if voice and voice.strip():
             voice = (await asyncio.to_thread(library.get, voice)).name
         else:
             voice = (await asyncio.to_thread(self.studio.default_voice)).name
-        engine = message.get("engine") or None
+        engine = message.engine
         names = self.studio.engine_names()
         if engine is not None and engine not in names:
-            raise InvalidInput(f"engine must be one of: {', '.join(names)}.")
-        mode = message.get("mode")
+            raise FieldError(f"engine must be one of: {', '.join(names)}.", "engine")
+        mode = message.mode
         if mode is not None:
-            if not isinstance(mode, str):
-                raise InvalidInput("mode must be a cloning mode such as icl or xvector.")
             self.studio.engine_for(engine).mode_for(mode)  # the core's rule, as every door applies it
-        binary = message.get("binary", False)
-        if not isinstance(binary, bool):
-            raise InvalidInput("binary must be true or false.")
         self.options = SessionOptions(
             voice=voice or None,
             mode=mode,
             engine=engine,
-            language=normalise_language(message.get("language") or "English"),
+            language=normalise_language(message.language or "English"),
             sampling=sampling_from(message),
-            rate=check_rate(message.get("sample_rate", 24000)),
-            encoding=check_encoding(message.get("encoding", "pcm16")),
-            binary=binary,
+            rate=message.sample_rate,
+            encoding=message.encoding,
+            binary=message.binary,
         )
         await self.send({"type": "ready", "session_id": str(uuid.uuid4())})
 
-    async def speak(self, message: dict) -> None:
+    async def speak(self, message: SpeakMessage) -> None:
         if self.options is None:
             raise InvalidInput('Send {"type": "start"} before speak messages.')
-        text = message.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise InvalidInput('A speak message needs "text" to say.')
+        text = message.text
         limit = self.studio.settings.max_text_chars
         if len(text) > limit:
             raise InvalidInput(f"The text is {len(text)} characters; the limit is {limit}.")
@@ -292,7 +305,10 @@ class SpeakSession:
         options = self.options
         request = SpeakRequest(utterance.text, options.language, voice=options.voice, sampling=options.sampling,
                                voice_mode=options.mode, engine=options.engine)
-        pump = utterance.pump = ChunkPump(lambda: self.studio.stream(request))
+        if not self.admission.enter():
+            raise InvalidInput(self.admission.busy_message())
+        pump = utterance.pump = ChunkPump(lambda: self.studio.stream(request), self.studio.settings.stall_seconds,
+                                          on_end=self.admission.leave)
         resampler = Resampler(self.studio.engine_for(options.engine).capabilities.sample_rate, options.rate)
         total, index = 0, 0
         try:
@@ -361,31 +377,36 @@ def studio_error(error: StudioError) -> JSONResponse:
 
 def speech_request(body: dict, engine_names: tuple[str, ...]) -> tuple[SpeakRequest, str]:
     """An OpenAI `/v1/audio/speech` body as a core request, and the response format."""
-    text = body.get("input")
-    if not isinstance(text, str) or not text.strip():
-        raise InvalidInput("'input' must be the text to speak.")
-    voice = body.get("voice")
-    if voice is not None and not isinstance(voice, str):
-        raise InvalidInput("'voice' must be the name of a library voice.")
+    checked = SpeechBody.parse(body, quote=True)
+    voice = checked.voice
     if voice and voice.strip().lower() == "default":
         voice = None
-    response_format = body.get("response_format") or "mp3"
-    if response_format not in FORMATS:
-        raise InvalidInput(f"'response_format' must be one of: {', '.join(FORMATS)}.")
-    speed = body.get("speed", 1.0)
-    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not 0.25 <= speed <= 4.0:
-        raise InvalidInput("'speed' must be a number from 0.25 to 4.0.")
-    if speed != 1.0:
-        raise InvalidInput("This model speaks at its own pace: only 'speed' 1.0 is supported.")
-    language = body.get("language") or "Auto"
-    model = body.get("model")
-    engine = model if isinstance(model, str) and model in engine_names else None  # else the default engine
-    return SpeakRequest(text, language, voice=voice, sampling=sampling_from(body), engine=engine), response_format
+    if checked.speed != 1.0:
+        raise FieldError("This model speaks at its own pace: only 'speed' 1.0 is supported.", "speed")
+    engine = checked.model if checked.model in engine_names else None  # else the default engine
+    request = SpeakRequest(checked.input, checked.language or "Auto", voice=voice, sampling=sampling_from(checked),
+                           engine=engine)
+    return request, checked.response_format or "mp3"
+
+
+async def read_body(request: Request, limit: int) -> bytes | None:
+    """The body, read as it streams in and abandoned past `limit` bytes (None), whatever Content-Length said."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        return None
+    parts, size = [], 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            return None
+        parts.append(part)
+    return b"".join(parts)
 
 
 def add_routes(app, studio: Studio) -> None:
     """Add the WebSocket and the OpenAI-compatible routes to Gradio's FastAPI app."""
     settings = studio.settings
+    admission = Admission(settings.speech_capacity)  # shared by the WebSocket and the HTTP route
 
     def denied(request: Request) -> JSONResponse | None:
         try:
@@ -402,7 +423,7 @@ def add_routes(app, studio: Studio) -> None:
             await socket.close(code=1008, reason=str(error)[:120])
             return
         await socket.accept()
-        await SpeakSession(studio, socket).run()
+        await SpeakSession(studio, socket, admission).run()
 
     @app.get("/v1/models")
     async def models(request: Request):
@@ -424,8 +445,8 @@ def add_routes(app, studio: Studio) -> None:
     async def speech(request: Request):
         if (refusal := denied(request)) is not None:
             return refusal
-        raw = await request.body()
-        if len(raw) > MAX_MESSAGE:
+        raw = await read_body(request, MAX_MESSAGE)
+        if raw is None:
             return openai_error(413, f"The request body can be at most {MAX_MESSAGE} bytes.")
         try:
             body = json.loads(raw)
@@ -435,15 +456,25 @@ def add_routes(app, studio: Studio) -> None:
             return openai_error(400, "The request body must be a JSON object.")
         try:
             request_, response_format = speech_request(body, studio.engine_names())
-            stream = await asyncio.to_thread(studio.stream, request_)
+        except FieldError as error:
+            return openai_error(400, str(error), param=error.field)
         except StudioError as error:
             return studio_error(error)
-        except Exception:  # noqa: BLE001 - a bug: logged, answered as a server error
-            log.exception("speech request failed")
+        if not admission.enter():
+            return openai_error(429, admission.busy_message(), "rate_limit_error", code="busy")
+        try:
+            stream = await asyncio.to_thread(studio.stream, request_)
+        except BaseException as error:
+            admission.leave()
+            if isinstance(error, StudioError):
+                return studio_error(error)
+            if not isinstance(error, Exception):
+                raise
+            log.exception("speech request failed")  # a bug: logged, answered as a server error
             return openai_error(500, INTERNAL_ERROR, "server_error")
         rate = stream.rate
         encoder = Encoder(response_format, rate)
-        pump = ChunkPump(lambda: stream)
+        pump = ChunkPump(lambda: stream, settings.stall_seconds, on_end=admission.leave)
 
         async def body_bytes():
             """Bytes as they are generated; a disconnect cancels this generator and so generation."""

@@ -265,16 +265,22 @@ class Pump:
     Doors that serve from an event loop or a thread pool use it, so generation always runs
     in one thread (moving between pool threads makes PyTorch start a new set of CPU
     threads each time, which on a small machine costs more than the generation itself).
-    `cancel` ends generation within a step; a reader that takes nothing for `stall_seconds`
-    after the queue is full loses the stream, so a client that never reads cannot hold the engine.
+    `cancel` ends generation within a step. The stall clock starts as soon as a chunk waits
+    and the reader does not take it: a reader that takes nothing for `stall_seconds` loses
+    the stream, so a client that stops reading frees the engine after that long, however
+    much is buffered. `on_end` runs in the worker when it is done, whatever happened.
     """
 
-    def __init__(self, make_stream: Callable[[], Stream], stall_seconds: float = 20.0, size: int = 64):
+    def __init__(self, make_stream: Callable[[], Stream], stall_seconds: float = 20.0,
+                 on_end: Callable[[], None] | None = None, size: int = 64):
         self.stream: Stream | None = None
+        self.stall_seconds = stall_seconds
         self._make_stream = make_stream
-        self._stall = stall_seconds
+        self._on_end = on_end
         self._chunks: queue.Queue = queue.Queue(maxsize=size)
         self._cancelled = threading.Event()
+        self._clock = threading.Lock()
+        self._waiting_since: float | None = None  # when the oldest chunk nobody took began to wait
         self._thread = threading.Thread(target=self._run, daemon=True, name="studio-stream")
         self._thread.start()
 
@@ -287,23 +293,34 @@ class Pump:
     def cancelled(self) -> bool:
         return self._cancelled.is_set()
 
+    def finished(self) -> bool:
+        return not self._thread.is_alive() and self._chunks.empty()
+
     def get(self, timeout: float | None = None) -> Chunk | None:
         """The next chunk; None at the end. Raises what generation raised; queue.Empty after `timeout`."""
         item = self._chunks.get(timeout=timeout)
+        with self._clock:
+            self._waiting_since = None if self._chunks.empty() else time.monotonic()
         if isinstance(item, BaseException):
             raise item
         return item
 
-    def __iter__(self) -> Iterator[Chunk]:
-        """Chunks in the caller's thread (the generation stays in the pump's own); closing cancels."""
-        try:
-            while (chunk := self.get()) is not None:
-                yield chunk
-        finally:
-            self.cancel()
-
-    def finished(self) -> bool:
-        return not self._thread.is_alive() and self._chunks.empty()
+    def _offer(self, item) -> None:
+        """Queue one item; raises queue.Full once the reader has taken nothing for stall_seconds."""
+        while True:
+            with self._clock:
+                now = time.monotonic()
+                if self._waiting_since is not None and now - self._waiting_since > self.stall_seconds:
+                    raise queue.Full
+                try:
+                    self._chunks.put_nowait(item)
+                    if self._waiting_since is None:
+                        self._waiting_since = now
+                    return
+                except queue.Full:
+                    pass
+            if self._cancelled.wait(0.1):
+                return
 
     def _run(self) -> None:
         try:
@@ -312,13 +329,16 @@ class Pump:
                 self.stream.cancel()
             for chunk in self.stream:
                 if chunk is not None:
-                    self._chunks.put(chunk, timeout=self._stall)
-            self._chunks.put(None, timeout=self._stall)
+                    self._offer(chunk)
+            self._offer(None)
         except queue.Full:
             self.cancel()
-            log.warning("a speech client stopped reading; its generation was stopped")
+            log.warning("a speech client took no audio for %g s; its generation was stopped", self.stall_seconds)
         except BaseException as error:  # handed to the reader, if it is still there
             try:
                 self._chunks.put_nowait(error)
             except queue.Full:
                 pass
+        finally:
+            if self._on_end is not None:
+                self._on_end()

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
 from . import archive, audio, streaming
 from .config import FRAME_RATE, Settings
-from .engines import (MAX_TAKES, MODE_NAMES, Engine, Sampling, VoicePrompt, check_ref_text, create_engine,
-                      engine_names)
-from .errors import InvalidInput, ModelUnavailable, VoiceNotFound
+from .engines import MODE_NAMES as MODE_NAMES  # for the doors: they import the core, never an engine
+from .engines import MAX_TAKES, Engine, Sampling, VoicePrompt, check_ref_text, create_engine, engine_names
+from .errors import DiskFull, InvalidInput, LibraryBusy, ModelUnavailable, VoiceNotFound
 from .files import TempFiles
 from .languages import normalise_language
 from .library import Library, Voice
@@ -250,8 +249,9 @@ class Studio:
         prompt = engine.make_prompt(self.library.reference(voice), voice.ref_text, engine.voice_mode(voice.mode))
         try:
             self.library.keep_prompt(voice, prompt.fingerprint, engine.prompt_bytes(prompt))
-        except OSError as error:
-            log.warning("voice %r: its prompt could not be stored (%s); it is rebuilt next time", voice.name, error)
+        except (OSError, LibraryBusy, DiskFull) as error:  # a cache: speaking goes on, rebuilt next time
+            log.warning("voice %r: its prompt could not be stored (%s); it is rebuilt next time", voice.name,
+                        getattr(error, "strerror", None) or error)
         return prompt
 
     def prompt_for(self, voice: str | None, reference=None, ref_text: str | None = None, mode: str | None = None,
@@ -473,6 +473,10 @@ class Studio:
 
     def set_default_voice(self, name: str) -> Voice:
         return self.library.set_default(name)
+
+    def empty_trash(self) -> tuple[int, int]:
+        """Remove deleted voices for good (no Undo after this): (voices removed, bytes freed)."""
+        return self.library.empty_trash()
 
     def export_voice(self, name: str) -> Path:
         voice = self.library.get(name)

@@ -425,6 +425,13 @@ class StudioUI:
     def set_default_voice(self, name: str) -> dict:
         return self.studio.set_default_voice(name).summary()
 
+    def empty_trash(self) -> str:
+        """Remove every deleted voice for good, to free disk space (Undo delete cannot bring them back)."""
+        count, freed = self.studio.empty_trash()
+        if not count:
+            return "The trash is already empty."
+        return f"Removed {count} deleted voice{'s' if count != 1 else ''} for good; {freed / 1e6:.1f} MB freed."
+
     def export_voice(self, name: str) -> str:
         return str(self.studio.export_voice(name))
 
@@ -854,6 +861,7 @@ class StudioUI:
                 with gr.Row():
                     w["delete"] = gr.Button("Delete", variant="stop")
                     w["undo"] = gr.Button("Undo delete")
+                    w["empty_trash"] = gr.Button("Empty trash")
                 w["export"] = gr.Button("Export as .zip")
                 w["exported"] = gr.File(label="Exported voice", interactive=False)
                 w["message"] = gr.Markdown("" if voices else EMPTY_LIBRARY, elem_id="library-message")
@@ -938,6 +946,7 @@ class StudioUI:
         action(w["delete"], self.delete_voice, w["selected"], "delete_voice")
         restore_name = gr.Textbox(visible=False)  # empty: the most recently deleted voice
         action(w["undo"], self.restore_voice, restore_name, "restore_voice", "Restored {name!r}.")
+        action(w["empty_trash"], self.empty_trash, None, "empty_trash")
         action(w["make_default"], self.set_default_voice, w["selected"], "set_default_voice",
                "{name!r} is now the default voice.")
         action(w["import"], self.import_voice, [w["import_file"], w["import_name"], w["import_language"]],

@@ -4,7 +4,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DOORS = {"app", "studio.ui", "studio.server", "studio.speech"}
+DOORS = {"app", "studio.ui", "studio.server", "studio.speech", "studio.schemas", "studio.gate", "studio.connections"}
 CORE = {"studio.studio", "studio.streaming"}
 RANK = {"nouns": 0, "engines": 1, "core": 2, "doors": 3}
 

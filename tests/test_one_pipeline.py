@@ -5,7 +5,6 @@ a CPU with native bfloat16 (and the one where a second decode path once crept in
 """
 
 import base64
-import io
 import json
 from dataclasses import asdict
 

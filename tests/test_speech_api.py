@@ -194,7 +194,7 @@ def test_bad_messages_before_start_are_answered(live_server, voice, message, ans
     ({"sample_rate": "fast"}, "sample_rate must be"),
     ({"encoding": "mp3"}, "encoding must be one of"),
     ({"language": "Klingon"}, "not supported"),
-    ({"temperature": 9}, "Temperature"),
+    ({"temperature": 9}, "temperature must be"),
     ({"binary": "yes"}, "binary must be"),
     ({"mode": "magic"}, "only, not magic"),
 ])
