@@ -57,6 +57,9 @@ class Settings:
     preload: bool = False
     api_key: str | None = None  # Bearer key for the speech routes
     allow_anonymous: bool = False  # reachable by others without --auth, on purpose
+    remote_url: str | None = None  # the remote engine's server: vLLM-Omni or another studio
+    remote_key: str | None = None  # its Bearer key
+    remote_timeout: float = 60.0  # seconds to wait for the server's next bytes
 
     @classmethod
     def from_args(cls, argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
@@ -74,6 +77,8 @@ class Settings:
         try:
             values["auth"] = _parse_auth(values["auth"])
             values["api_key"] = _read_secret(values["api_key"], "--api-key")
+            values["remote_key"] = _read_secret(values["remote_key"], "--remote-key")
+            values["remote_url"] = _parse_url(values["remote_url"])
         except ValueError as error:
             parser.error(str(error))
         return cls(**values)
@@ -174,6 +179,12 @@ def _parser(engines: tuple[str, ...] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--allow-anonymous", default=d.allow_anonymous, action="store_true",
                    help="start with --share or a non-loopback --host without --auth (anyone with the link can "
                         "use, change and export every voice)")
+    p.add_argument("--remote-url", default=None,
+                   help="address of the server the remote engine speaks through: a vLLM-Omni server with a "
+                        "Qwen3-TTS Base model, or another studio (e.g. http://gpu-box:8091)")
+    p.add_argument("--remote-key", default=None, help="KEY or @FILE: Bearer key of the --remote-url server")
+    p.add_argument("--remote-timeout", default=d.remote_timeout, type=_bounded(float, 1, 3600),
+                   help="seconds the remote engine waits for the server to connect or send its next audio")
     return p
 
 
@@ -212,6 +223,21 @@ def _read_secret(value: str | None, flag: str) -> str | None:
             raise ValueError(f"{flag}: cannot read the credentials file {value[1:]!r} ({error.strerror})") from None
         if not value:
             raise ValueError(f"{flag}: the credentials file is empty")
+    return value
+
+
+def _parse_url(value: str | None) -> str | None:
+    """An http(s) address without a trailing slash (the remote engine adds /v1/...)."""
+    if not value:
+        return None
+    from urllib.parse import urlsplit
+
+    value = value.strip().rstrip("/")
+    if value.endswith("/v1"):  # OpenAI clients' base URL form
+        value = value[:-3]
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"--remote-url must be an http:// or https:// address, not {value[:80]!r}")
     return value
 
 
