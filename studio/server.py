@@ -26,6 +26,7 @@ from fastapi import Request, WebSocket
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.websockets import WebSocketDisconnect
 
+from . import openai_compat
 from .config import Settings
 from .errors import Cancelled, InvalidInput, LibraryBusy, ModelUnavailable, StudioError, VoiceNotFound
 from .languages import normalise_language
@@ -408,10 +409,7 @@ def add_routes(app, studio: Studio) -> None:
     async def models(request: Request):
         if (refusal := denied(request)) is not None:
             return refusal
-        default = {"id": settings.model, "object": "model", "owned_by": "voice-studio", "engine": studio.engine.name}
-        others = [{"id": name, "object": "model", "owned_by": "voice-studio", "engine": name}
-                  for name in studio.engine_names() if name != studio.engine.name]
-        return {"object": "list", "data": [default, *others]}
+        return openai_compat.models(studio)  # issue 21: with each engine's capabilities
 
     @app.get("/v1/audio/voices")
     async def voices(request: Request):
@@ -420,22 +418,23 @@ def add_routes(app, studio: Studio) -> None:
         listed = await asyncio.to_thread(studio.list_voices)
         return {"object": "list", "data": [dict(v, id=v["name"], object="voice") for v in listed]}
 
+    @app.post("/v1/audio/voices")  # issue 21: vLLM-Omni's voice upload, with a consent record
+    async def upload_voice(request: Request):
+        if (refusal := denied(request)) is not None:
+            return refusal
+        return await openai_compat.upload_voice(request, studio)
+
     @app.post("/v1/audio/speech")
     async def speech(request: Request):
         if (refusal := denied(request)) is not None:
             return refusal
-        raw = await request.body()
-        if len(raw) > MAX_MESSAGE:
-            return openai_error(413, f"The request body can be at most {MAX_MESSAGE} bytes.")
-        try:
-            body = json.loads(raw)
-            if not isinstance(body, dict):
-                raise ValueError
-        except (ValueError, RecursionError):
-            return openai_error(400, "The request body must be a JSON object.")
+        # issue 21: the body limit follows --max-reference-seconds; vLLM-Omni's fields (studio/openai_compat.py)
+        body = await openai_compat.read_json(request, openai_compat.speech_body_limit(settings))
+        if isinstance(body, JSONResponse):
+            return body
         try:
             request_, response_format = speech_request(body, studio.engine_names())
-            stream = await asyncio.to_thread(studio.stream, request_)
+            stream = await asyncio.to_thread(openai_compat.open_stream, studio, request_, body)
         except StudioError as error:
             return studio_error(error)
         except Exception:  # noqa: BLE001 - a bug: logged, answered as a server error
