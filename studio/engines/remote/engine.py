@@ -88,7 +88,7 @@ class RemoteEngine(Engine):
             return f"{self.label} {self.model_name} serves {self._state[0]}.{seeds}"
         if self.load_error:
             return self.load_error
-        return f"{self.label} {self.model_name} is asked what it serves on first use."
+        return f"{self.label} {self.model_name} loads on first use (it is asked what it serves)."
 
     # -- the server ----------------------------------------------------------------------------
     def client(self):
