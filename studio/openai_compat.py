@@ -189,8 +189,10 @@ async def upload_voice(request, studio: Studio):
     except Exception:  # noqa: BLE001 - starlette raises its own errors for a malformed form
         return openai_error(400, "Send the voice as multipart/form-data with audio_sample, consent and name.")
     try:
-        async with form:
+        try:
             new, size, mime = await voice_from_form(form, studio)
+        finally:
+            await form.close()
         try:
             voice = await asyncio.to_thread(studio.save_voice, new)
         finally:

@@ -443,14 +443,21 @@ def add_routes(app, studio: Studio) -> None:
         rate = stream.rate
         encoder = Encoder(response_format, rate)
         pump = ChunkPump(lambda: stream)
+        try:  # issue 21: a failure before any audio (a remote server that is down) keeps its status code
+            first = await pump.next()
+        except StudioError as error:
+            pump.cancel()
+            return studio_error(error)
 
         async def body_bytes():
             """Bytes as they are generated; a disconnect cancels this generator and so generation."""
             try:
-                while (samples := await pump.next()) is not None:
+                samples = first
+                while samples is not None:
                     data = encoder.push(samples)
                     if data:
                         yield data
+                    samples = await pump.next()
                 yield encoder.finish()
             except Cancelled:
                 return
