@@ -28,6 +28,7 @@ DTYPES = ("auto", "bfloat16", "float16", "float32")
 ATTENTIONS = ("auto", "flash_attention_2", "sdpa", "eager")
 QUANTIZE = ("none", "int8")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+REMOTE_UPLOAD = ("auto", "never")
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Settings:
     remote_url: str | None = None  # the remote engine's server: vLLM-Omni or another studio
     remote_key: str | None = None  # its Bearer key
     remote_timeout: float = 60.0  # seconds to wait for the server's next bytes
+    remote_upload: str = "auto"  # auto: upload each voice once where the server offers it; never: send it each time
 
     @classmethod
     def from_args(cls, argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
@@ -185,6 +187,9 @@ def _parser(engines: tuple[str, ...] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--remote-key", default=None, help="KEY or @FILE: Bearer key of the --remote-url server")
     p.add_argument("--remote-timeout", default=d.remote_timeout, type=_bounded(float, 1, 3600),
                    help="seconds the remote engine waits for the server to connect or send its next audio")
+    p.add_argument("--remote-upload", default=d.remote_upload, choices=REMOTE_UPLOAD,
+                   help="auto: upload each voice's reference once where the server says it keeps voices (another "
+                        "studio); never: send it with every request as ref_audio (what vLLM-Omni always gets)")
     return p
 
 

@@ -155,14 +155,16 @@ def capabilities_card(capabilities) -> dict:
 
 
 def models(studio: Studio) -> dict:
-    """GET /v1/models: the default engine's model first, then the other engines, each with its capabilities."""
+    """GET /v1/models: the default engine's model first, then the other engines, each with its capabilities
+    and `voice_upload` (voices sent to POST /v1/audio/voices are kept in the library and usable by name)."""
     default = studio.engine
     cards = [{"id": studio.settings.model if default.name == "qwen" else default.model_name, "object": "model",
-              "owned_by": "voice-studio", "engine": default.name,
+              "owned_by": "voice-studio", "engine": default.name, "voice_upload": True,
               "capabilities": capabilities_card(default.capabilities)}]
     for name in studio.engine_names():
         if name != default.name:
             cards.append({"id": name, "object": "model", "owned_by": "voice-studio", "engine": name,
+                          "voice_upload": True,
                           "capabilities": capabilities_card(studio.engine_for(name).capabilities)})
     return {"object": "list", "data": cards}
 

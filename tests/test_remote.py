@@ -72,6 +72,28 @@ def test_synthesize_takes_through_the_remote_server(front, remote, voice):
     assert np.array_equal(again.samples, first.samples)  # the server honours the seed
 
 
+def test_a_voice_is_uploaded_once_or_sent_with_every_request(front, remote, voice, ja_clips):
+    """A studio server keeps uploaded voices; with --remote-upload never (vLLM-Omni's way) the clip goes each time."""
+    from tests.conftest import speak_all
+
+    uploading = front.engine
+    sending = create_engine(front.settings.replace(remote_upload="never"), "remote")
+    assert uploading.uploads and not sending.uploads
+    clip = audio.load(ja_clips[2]["path"])
+    prompt = uploading.make_prompt(clip, ja_clips[2]["text"], "icl")
+    uploaded, _ = speak_all(uploading, "Sent once.", "English", prompt, seeds=(5,), seconds=FRAMES / 12.5)
+    sent, _ = speak_all(sending, "Sent once.", "English", prompt, seeds=(5,), seconds=FRAMES / 12.5)
+    assert len(uploaded[0]) == len(sent[0]) == FRAMES * SAMPLES_PER_FRAME
+    assert np.array_equal(uploaded[0], sent[0])  # the same reference either way
+    held = [v for v in httpx.get(remote.url + "/v1/audio/voices", timeout=30).json()["data"]
+            if v["name"] == uploading.voice_name(prompt)]
+    assert len(held) == 1 and "uploaded" in held[0]["tags"] and "consent" in held[0]["notes"].lower()
+    speak_all(uploading, "Again.", "English", prompt, seeds=(5,), seconds=FRAMES / 12.5)
+    again = [v for v in httpx.get(remote.url + "/v1/audio/voices", timeout=30).json()["data"]
+             if v["name"].startswith("remote-")]
+    assert len(again) == len({v["name"] for v in again})  # uploaded once
+
+
 def test_a_stream_arrives_sentence_by_sentence(front, remote, voice):
     stream = front.stream(request("First sentence here. Second sentence there."))
     chunks = list(stream)

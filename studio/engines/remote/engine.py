@@ -8,7 +8,10 @@ base64 data URL with `ref_text` (or `x_vector_only_mode`), `max_new_tokens`, and
 `stream: true` with `response_format: "pcm"` (16-bit little-endian mono).
 
 A voice prompt is the reference clip itself (24 kHz 16-bit) with its transcript: the
-server encodes it. Takes are sequential requests, one per seed. What the server
+server encodes it. A server that says it keeps uploaded voices (`voice_upload` in its
+model card: another studio) is sent each voice once, at `POST /v1/audio/voices`, and then
+asked for it by name; others get the clip with every request. Takes are sequential
+requests, one per seed. What the server
 cannot do is not faked: a server that does not say it honours seeds (vLLM-Omni's
 speech API has no seed field) gets none, and the engine's note says takes cannot be
 repeated. Closing `speak` closes the HTTP response, which a studio server notices as a
@@ -22,6 +25,7 @@ import hashlib
 import logging
 import math
 import threading
+from contextlib import closing
 from typing import Iterator
 
 import numpy as np
@@ -41,6 +45,7 @@ STATED = Capabilities(languages=LANGUAGES, modes=MODES, sample_rate=SAMPLE_RATE,
                       takes_at_once=1, seeds=False)
 CONNECT_SECONDS = 10.0
 ERROR_BYTES = 4096  # of an error response, read for its message
+CONSENT = "Voice Studio remote engine: a library voice's reference; its consent is recorded where it was cloned."
 
 
 class Server:
@@ -68,6 +73,8 @@ class RemoteEngine(Engine):
         self._open = 0  # responses being read now
         self._open_lock = threading.Lock()
         self._client = None
+        self._uploaded: set[str] = set()  # names of voices the server holds
+        self._upload_lock = threading.Lock()
 
     @property
     def model_name(self) -> str:
@@ -115,8 +122,15 @@ class RemoteEngine(Engine):
         self.capabilities = _capabilities(card.get("capabilities"))
         model = str(card.get("id"))[:200]
         fingerprint = hashlib.sha256(f"remote-reference:{PROMPT_RATE}:{model}".encode()).hexdigest()[:16]
-        log.info("remote engine: %s serves %s", self.url, model)
-        return model, Server(self.url), fingerprint
+        uploads = card.get("voice_upload") is True and self.settings.remote_upload == "auto"
+        log.info("remote engine: %s serves %s%s", self.url, model, " (voices uploaded once)" if uploads else "")
+        return model, Server(self.url), fingerprint, uploads
+
+    @property
+    def uploads(self) -> bool:
+        """Whether voices are uploaded once (the server keeps them) rather than sent with every request."""
+        self.load()
+        return self._state[3]
 
     def _where(self) -> str:
         return f"The remote speech server {self.url}"
@@ -157,10 +171,43 @@ class RemoteEngine(Engine):
             raise InvalidInput("The stored voice prompt is not a reference clip for the remote engine.")
         return VoicePrompt(mode, ref_text, fingerprint, {"audio": pcm})
 
+    def wav(self, prompt: VoicePrompt) -> bytes:
+        return audio.to_wav_bytes(prompt.tensors["audio"].numpy().astype(np.float32) / 32767.0, PROMPT_RATE)
+
     def data_url(self, prompt: VoicePrompt) -> str:
-        samples = prompt.tensors["audio"].numpy().astype(np.float32) / 32767.0
-        wav = audio.to_wav_bytes(samples, PROMPT_RATE)
-        return "data:audio/wav;base64," + base64.b64encode(wav).decode("ascii")
+        return "data:audio/wav;base64," + base64.b64encode(self.wav(prompt)).decode("ascii")
+
+    def voice_name(self, prompt: VoicePrompt) -> str:
+        """The server's name for this prompt's voice: its audio, transcript and mode, hashed."""
+        digest = hashlib.sha256(prompt.tensors["audio"].numpy().tobytes())
+        digest.update(f"\0{prompt.mode}\0{prompt.ref_text if prompt.mode == 'icl' else ''}".encode())
+        return f"remote-{digest.hexdigest()[:20]}"
+
+    def upload(self, prompt: VoicePrompt) -> str:
+        """The prompt's voice on the server, uploaded once (with a consent note) unless the server has it."""
+        name = self.voice_name(prompt)
+        with self._upload_lock:
+            if name in self._uploaded:
+                return name
+            with self._failures("list its voices"):
+                listing = self.client().get("/v1/audio/voices")
+                self._check(listing)
+                held = {v.get("name") for v in listing.json().get("data", []) if isinstance(v, dict)}
+            if name not in held:
+                form = {"name": name, "consent": CONSENT, "language": "Auto"}
+                if prompt.mode == "icl":
+                    form["ref_text"] = prompt.ref_text
+                with self._failures("keep a voice (POST /v1/audio/voices)"):
+                    answer = self.client().post("/v1/audio/voices", data=form,
+                                                files={"audio_sample": (f"{name}.wav", self.wav(prompt), "audio/wav")})
+                    self._check(answer)
+                log.info("remote engine: voice %s uploaded to %s", name, self.url)
+            self._uploaded.add(name)
+        return name
+
+    def forget(self, name: str) -> None:
+        with self._upload_lock:
+            self._uploaded.discard(name)
 
     # -- speech --------------------------------------------------------------------------------
     def body(self, job: SpeakJob, seed: int) -> dict:
@@ -171,7 +218,6 @@ class RemoteEngine(Engine):
             "input": job.text,
             "task_type": "Base",
             "language": job.language,
-            "ref_audio": self.data_url(job.prompt),
             "x_vector_only_mode": job.prompt.mode == "xvector",
             "response_format": "pcm",
             "stream": True,
@@ -181,8 +227,12 @@ class RemoteEngine(Engine):
             "top_k": sampling.top_k,
             "repetition_penalty": sampling.repetition_penalty,
         }
-        if job.prompt.mode != "xvector":
-            body["ref_text"] = job.prompt.ref_text
+        if self.uploads:
+            body["voice"] = self.upload(job.prompt)
+        else:
+            body["ref_audio"] = self.data_url(job.prompt)
+            if job.prompt.mode != "xvector":
+                body["ref_text"] = job.prompt.ref_text
         if self.capabilities.seeds:
             body["seed"] = seed
         return body
@@ -198,8 +248,7 @@ class RemoteEngine(Engine):
         limit = int(round(job.max_seconds * rate))
         received, carry, cut = 0, b"", False
         with self._failures("stream a sentence"), self._opened():
-            with self.client().stream("POST", "/v1/audio/speech", json=self.body(job, seed)) as response:
-                self._check(response)
+            with closing(self._send(job, seed)) as response:
                 self._check_rate(response, rate)
                 for data in response.iter_bytes():
                     data, carry = _whole_samples(carry + data)
@@ -214,6 +263,23 @@ class RemoteEngine(Engine):
         if received == 0:
             raise RemoteError(f"{self._where()} sent no audio for {job.text[:60]!r}.")
         yield Piece(take, np.zeros(0, np.float32), cut=cut)
+
+    def _send(self, job: SpeakJob, seed: int):
+        """The streamed response to one sentence; a voice the server no longer holds is uploaded again, once."""
+        for attempt in (1, 2):
+            body = self.body(job, seed)
+            response = self.client().send(self.client().build_request("POST", "/v1/audio/speech", json=body),
+                                          stream=True)
+            if response.status_code == 404 and "voice" in body and attempt == 1:
+                response.close()
+                self.forget(body["voice"])  # deleted on the server, or a server with another library
+                continue
+            try:
+                self._check(response)
+            except BaseException:
+                response.close()
+                raise
+            return response
 
     def _check_rate(self, response, rate: int) -> None:
         stated = response.headers.get("x-sample-rate")
