@@ -265,3 +265,20 @@ def test_voice_upload_with_consent(remote, ja_clips):
         refused = httpx.post(remote.url + "/v1/audio/voices", data={"name": "No Consent"}, timeout=60,
                              files={"audio_sample": (path.name, handle, "audio/flac")})
     assert refused.status_code == 400 and "consent is required" in refused.json()["error"]["message"]
+
+
+def test_the_ui_says_the_server_is_down_and_works_again_when_it_is_back(front_server, remote, ja_clips):
+    from gradio_client import Client, handle_file
+
+    entry = ja_clips[1]
+    client = Client(front_server, verbose=False)
+    args = dict(text="Through the page.", language="English", reference=handle_file(str(entry["path"])),
+                ref_text=entry["text"], mode="icl", temperature=0.9, top_p=1.0, top_k=50, repetition_penalty=1.05,
+                seed=4, max_frames=FRAMES, api_name="/synthesize")
+    remote.stop()
+    with pytest.raises(Exception, match=re.escape(remote.url) + ".*cannot be reached"):
+        client.predict(**args)
+    remote.start()
+    wav_path, summary = client.predict(**args)
+    samples, rate = sf.read(wav_path)
+    assert rate == 24000 and len(samples) == FRAMES * SAMPLES_PER_FRAME and "seed 4" in summary
