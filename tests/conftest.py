@@ -199,12 +199,13 @@ class RemoteStudio:
     `stop` ends it cleanly, `kill` ends it abruptly (SIGKILL, as a crash), `start` brings it back on the same port.
     """
 
-    def __init__(self, checkpoint: Path, whisper: Path, voices: Path, log: Path):
+    def __init__(self, checkpoint: Path, whisper: Path, voices: Path, log: Path, *flags: str):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.command = [sys.executable, str(ROOT / "app.py"), "--model", str(checkpoint), "--voices-dir", str(voices),
                         "--whisper-model", str(whisper), "--device", "cpu", "--dtype", "float32",
-                        "--port", str(self.port), "--concurrency", "2"]
+                        "--port", str(self.port), "--concurrency", "2", *flags]
+        self.headers = {"Authorization": f"Bearer {flags[flags.index('--api-key') + 1]}"} if "--api-key" in flags else {}
         self.log = log
         self.process: subprocess.Popen | None = None
 
@@ -220,7 +221,7 @@ class RemoteStudio:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the remote studio exited: {self.log.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{self.url}/v1/models", timeout=2).status_code == 200:
+                if httpx.get(f"{self.url}/v1/models", headers=self.headers, timeout=2).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass

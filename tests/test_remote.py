@@ -24,7 +24,7 @@ from studio.config import SAMPLES_PER_FRAME
 from studio.engines import Sampling, create_engine
 from studio.errors import ModelUnavailable
 from studio.studio import Column, CompareRequest, NewVoice, SpeakRequest, Studio
-from tests.conftest import free_port
+from tests.conftest import RemoteStudio, free_port
 
 FRAMES = 6  # per sentence: the tiny random model never says end-of-speech
 SHORT = Sampling(seed=7, max_seconds=FRAMES / 12.5)
@@ -245,6 +245,16 @@ def test_a_body_declared_too_large_is_refused_before_it_is_sent(remote):
     assert answer.startswith(b"HTTP/1.1 413")
 
 
+def test_a_body_without_a_declared_length_is_cut_off_at_the_limit(remote):
+    def chunks():  # sent with chunked transfer encoding: no Content-Length to refuse it by
+        for _ in range(40):
+            yield b" " * 256 * 1024
+
+    answer = httpx.post(remote.url + "/v1/audio/speech", content=chunks(), timeout=60,
+                        headers={"Content-Type": "application/json"})
+    assert answer.status_code == 413 and "at most" in answer.json()["error"]["message"]
+
+
 def test_voice_upload_with_consent(remote, ja_clips):
     path = ja_clips[1]["path"]
     form = {"name": "Uploaded Voice", "consent": "consent-2026-001", "ref_text": ja_clips[1]["text"],
@@ -282,3 +292,35 @@ def test_the_ui_says_the_server_is_down_and_works_again_when_it_is_back(front_se
     wav_path, summary = client.predict(**args)
     samples, rate = sf.read(wav_path)
     assert rate == 24000 and len(samples) == FRAMES * SAMPLES_PER_FRAME and "seed 4" in summary
+
+
+def test_a_server_with_a_key_takes_the_right_key_and_names_a_wrong_one(front, tiny_checkpoint, whisper_dir, tmp_path,
+                                                                        ja_clips):
+    keyed = RemoteStudio(tiny_checkpoint, whisper_dir, tmp_path / "voices", tmp_path / "keyed.log",
+                         "--api-key", "right-key").start()
+    try:
+        key_file = tmp_path / "remote.key"
+        key_file.write_text("right-key\n")
+        from studio.config import Settings
+
+        parsed = Settings.from_args(["--remote-url", keyed.url + "/v1/", "--remote-key", f"@{key_file}"])
+        assert parsed.remote_url == keyed.url and parsed.remote_key == "right-key"
+        wrong = create_engine(front.settings.replace(remote_url=keyed.url, remote_key="wrong-key"), "remote")
+        with pytest.raises(ModelUnavailable, match=re.escape(keyed.url) + ".*refused the key.*--remote-key"):
+            wrong.load()
+        right = create_engine(front.settings.replace(remote_url=keyed.url, remote_key=parsed.remote_key), "remote")
+        prompt = right.make_prompt(audio.load(ja_clips[0]["path"]), ja_clips[0]["text"], "icl")
+        from tests.conftest import speak_all
+
+        spoken, _ = speak_all(right, "With a key.", "English", prompt, seeds=(1,), seconds=FRAMES / 12.5)
+        assert len(spoken[0]) == FRAMES * SAMPLES_PER_FRAME
+    finally:
+        keyed.stop()
+
+
+def test_bad_remote_urls_are_refused_at_start():
+    from studio.config import Settings
+
+    for url in ("gpu-box:8091", "ftp://gpu-box", "http://"):
+        with pytest.raises(SystemExit):
+            Settings.from_args(["--remote-url", url])
