@@ -237,9 +237,7 @@ def _parse_url(value: str | None) -> str | None:
         return None
     from urllib.parse import urlsplit
 
-    value = value.strip().rstrip("/")
-    if value.endswith("/v1"):  # OpenAI clients' base URL form
-        value = value[:-3]
+    value = value.strip().rstrip("/").removesuffix("/v1")  # also OpenAI clients' base URL form
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"--remote-url must be an http:// or https:// address, not {value[:80]!r}")

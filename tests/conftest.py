@@ -205,7 +205,8 @@ class RemoteStudio:
         self.command = [sys.executable, str(ROOT / "app.py"), "--model", str(checkpoint), "--voices-dir", str(voices),
                         "--whisper-model", str(whisper), "--device", "cpu", "--dtype", "float32",
                         "--port", str(self.port), "--concurrency", "2", *flags]
-        self.headers = {"Authorization": f"Bearer {flags[flags.index('--api-key') + 1]}"} if "--api-key" in flags else {}
+        key = flags[flags.index("--api-key") + 1] if "--api-key" in flags else None
+        self.headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.log = log
         self.process: subprocess.Popen | None = None
 

@@ -97,7 +97,7 @@ def test_a_voice_is_uploaded_once_or_sent_with_every_request(front, remote, voic
 def test_a_stream_arrives_sentence_by_sentence(front, remote, voice):
     stream = front.stream(request("First sentence here. Second sentence there."))
     chunks = list(stream)
-    assert [c.sentence for c in chunks][0] == 0 and {c.sentence for c in chunks} == {0, 1}
+    assert chunks[0].sentence == 0 and {c.sentence for c in chunks} == {0, 1}
     assert stream.take.sentences == 2 and len(stream.take.samples) == 2 * FRAMES * SAMPLES_PER_FRAME
 
 

@@ -73,6 +73,7 @@ class RemoteEngine(Engine):
         self._open = 0  # responses being read now
         self._open_lock = threading.Lock()
         self._client = None
+        self._client_lock = threading.Lock()
         self._uploaded: set[str] = set()  # names of voices the server holds
         self._upload_lock = threading.Lock()
 
@@ -99,14 +100,19 @@ class RemoteEngine(Engine):
 
     # -- the server ----------------------------------------------------------------------------
     def client(self):
-        if self._client is None:
-            import httpx
-
-            headers = {"Authorization": f"Bearer {self.settings.remote_key}"} if self.settings.remote_key else {}
-            timeout = httpx.Timeout(self.settings.remote_timeout, connect=min(CONNECT_SECONDS,
-                                                                              self.settings.remote_timeout))
-            self._client = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        """One connection pool for every request thread (httpx's Client is thread-safe)."""
+        with self._client_lock:
+            if self._client is None:
+                self._client = self._new_client()
         return self._client
+
+    def _new_client(self):
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self.settings.remote_key}"} if self.settings.remote_key else {}
+        seconds = self.settings.remote_timeout
+        timeout = httpx.Timeout(seconds, connect=min(CONNECT_SECONDS, seconds))
+        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
 
     def _load(self) -> tuple:
         """Ask the server what it serves (GET /v1/models); its capabilities where it states them."""
@@ -245,21 +251,20 @@ class RemoteEngine(Engine):
 
     def _take(self, job: SpeakJob, take: int, seed: int) -> Iterator[Piece]:
         rate = self.capabilities.sample_rate
-        limit = int(round(job.max_seconds * rate))
+        limit = round(job.max_seconds * rate)
         received, carry, cut = 0, b"", False
-        with self._failures("stream a sentence"), self._opened():
-            with closing(self._send(job, seed)) as response:
-                self._check_rate(response, rate)
-                for data in response.iter_bytes():
-                    data, carry = _whole_samples(carry + data)
-                    samples = np.frombuffer(data, "<i2").astype(np.float32) / 32767.0
-                    if received + len(samples) >= limit:
-                        samples, cut = samples[:limit - received], True
-                    received += len(samples)
-                    if len(samples):
-                        yield Piece(take, samples)
-                    if cut:
-                        break
+        with self._failures("stream a sentence"), self._opened(), closing(self._send(job, seed)) as response:
+            self._check_rate(response, rate)
+            for data in response.iter_bytes():
+                data, carry = _whole_samples(carry + data)
+                samples = np.frombuffer(data, "<i2").astype(np.float32) / 32767.0
+                if received + len(samples) >= limit:
+                    samples, cut = samples[:limit - received], True
+                received += len(samples)
+                if len(samples):
+                    yield Piece(take, samples)
+                if cut:
+                    break
         if received == 0:
             raise RemoteError(f"{self._where()} sent no audio for {job.text[:60]!r}.")
         yield Piece(take, np.zeros(0, np.float32), cut=cut)
