@@ -416,7 +416,8 @@ def add_routes(app, studio: Studio) -> None:
         if (refusal := denied(request)) is not None:
             return refusal
         listed = await asyncio.to_thread(studio.list_voices)
-        return {"object": "list", "data": [dict(v, id=v["name"], object="voice") for v in listed]}
+        return {"object": "list", "data": [dict(v, id=v["name"], object="voice") for v in listed],
+                "voices": [v["name"] for v in listed]}  # issue 21: vLLM-Omni's shape of the list
 
     @app.post("/v1/audio/voices")  # issue 21: vLLM-Omni's voice upload, with a consent record
     async def upload_voice(request: Request):

@@ -265,7 +265,9 @@ def test_voice_upload_with_consent(remote, ja_clips):
     assert answer.status_code == 200, answer.text
     saved = answer.json()["voice"]
     assert saved["name"] == "Uploaded Voice" and saved["consent"] == "consent-2026-001" and saved["mode"] == "icl"
-    listed = {v["name"]: v for v in httpx.get(remote.url + "/v1/audio/voices", timeout=30).json()["data"]}
+    listing = httpx.get(remote.url + "/v1/audio/voices", timeout=30).json()
+    listed = {v["name"]: v for v in listing["data"]}
+    assert "Uploaded Voice" in listing["voices"]  # vLLM-Omni's shape too
     assert "consent-2026-001" in listed["Uploaded Voice"]["notes"]
     spoken = httpx.post(remote.url + "/v1/audio/speech", timeout=120,
                         json={"input": "My uploaded voice.", "task_type": "Base", "voice": "Uploaded Voice",
