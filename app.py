@@ -15,6 +15,7 @@ from studio import connections
 from studio.config import Settings
 from studio.errors import StudioError
 from studio.gate import Gate, LoginThrottle, gradio_login
+from studio.openai_compat import speech_body_limit
 from studio.server import add_routes
 from studio.studio import Studio, engine_names
 from studio.ui import StudioUI
@@ -62,7 +63,7 @@ def guard(demo, app, settings: Settings) -> connections.ConnectionGuard:
                                         settings.body_timeout)
     auth = settings.auth is not None
     connections.install(demo.server, watch, lambda inner: Gate(
-        inner, settings.max_upload_bytes, logged_in=gradio_login(app) if auth else None,
+        inner, settings.max_upload_bytes, speech_body_limit(settings), logged_in=gradio_login(app) if auth else None,
         throttle=LoginThrottle() if auth else None))
     connections.quiet_accept_errors()
     return watch

@@ -28,6 +28,7 @@ DTYPES = ("auto", "bfloat16", "float16", "float32")
 ATTENTIONS = ("auto", "flash_attention_2", "sdpa", "eager")
 QUANTIZE = ("none", "int8")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+REMOTE_UPLOAD = ("auto", "never")
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,10 @@ class Settings:
     body_timeout: float = 20.0  # to send a request body, plus a second per 500 bytes
     idle_timeout: float = 300.0  # a started WebSocket session with nothing to say
     stall_seconds: float = 20.0  # a speech client that takes no audio for this long loses its request
+    remote_url: str | None = None  # the remote engine's server: vLLM-Omni or another studio
+    remote_key: str | None = None  # its Bearer key
+    remote_timeout: float = 60.0  # seconds to wait for the server's next bytes
+    remote_upload: str = "auto"  # auto: upload each voice once where the server offers it; never: send it each time
 
     @classmethod
     def from_args(cls, argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
@@ -81,6 +86,8 @@ class Settings:
         try:
             values["auth"] = _parse_auth(values["auth"])
             values["api_key"] = _read_secret(values["api_key"], "--api-key")
+            values["remote_key"] = _read_secret(values["remote_key"], "--remote-key")
+            values["remote_url"] = _parse_url(values["remote_url"])
         except ValueError as error:
             parser.error(str(error))
         return cls(**values)
@@ -200,6 +207,15 @@ def _parser(engines: tuple[str, ...] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--allow-anonymous", default=d.allow_anonymous, action="store_true",
                    help="start with --share or a non-loopback --host without --auth (anyone with the link can "
                         "use, change and export every voice)")
+    p.add_argument("--remote-url", default=None,
+                   help="address of the server the remote engine speaks through: a vLLM-Omni server with a "
+                        "Qwen3-TTS Base model, or another studio (e.g. http://gpu-box:8091)")
+    p.add_argument("--remote-key", default=None, help="KEY or @FILE: Bearer key of the --remote-url server")
+    p.add_argument("--remote-timeout", default=d.remote_timeout, type=_bounded(float, 1, 3600),
+                   help="seconds the remote engine waits for the server to connect or send its next audio")
+    p.add_argument("--remote-upload", default=d.remote_upload, choices=REMOTE_UPLOAD,
+                   help="auto: upload each voice's reference once where the server says it keeps voices (another "
+                        "studio); never: send it with every request as ref_audio (what vLLM-Omni always gets)")
     return p
 
 
@@ -238,6 +254,19 @@ def _read_secret(value: str | None, flag: str) -> str | None:
             raise ValueError(f"{flag}: cannot read the credentials file {value[1:]!r} ({error.strerror})") from None
         if not value:
             raise ValueError(f"{flag}: the credentials file is empty")
+    return value
+
+
+def _parse_url(value: str | None) -> str | None:
+    """An http(s) address without a trailing slash (the remote engine adds /v1/...)."""
+    if not value:
+        return None
+    from urllib.parse import urlsplit
+
+    value = value.strip().rstrip("/").removesuffix("/v1")  # also OpenAI clients' base URL form
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"--remote-url must be an http:// or https:// address, not {value[:80]!r}")
     return value
 
 

@@ -22,7 +22,6 @@ from typing import Callable
 
 log = logging.getLogger(__name__)
 
-SPEECH_BODY = 64 * 1024  # bytes of a /v1/audio/speech request
 FORM_BODY = 4 * 1024 * 1024  # any other request but uploads: Gradio's JSON and forms are small
 UPLOAD_OVERHEAD = 1024 * 1024  # multipart headers around an upload
 LOGIN_PATHS = ("/login", "/login/")
@@ -77,10 +76,12 @@ class LoginThrottle:
             self._clients.pop(address, None)
 
 
-def body_limit(path: str, max_upload_bytes: float) -> int:
+def body_limit(path: str, max_upload_bytes: float, speech_bytes: int) -> int:
+    """Bytes a request to `path` may send: a speech body (its reference clip as a data URL included), an upload,
+    or anything else."""
     if path.startswith("/v1/audio/speech"):
-        return SPEECH_BODY
-    if path.rstrip("/").endswith("/upload"):
+        return speech_bytes
+    if path.rstrip("/").endswith("/upload") or path.rstrip("/") == "/v1/audio/voices":
         return int(max_upload_bytes) + UPLOAD_OVERHEAD
     return FORM_BODY
 
@@ -88,10 +89,11 @@ def body_limit(path: str, max_upload_bytes: float) -> int:
 class Gate:
     """ASGI middleware; `logged_in(scope)` says whether a request carries a Gradio login (None: no --auth)."""
 
-    def __init__(self, app, max_upload_bytes: float, logged_in: Callable[[dict], bool] | None = None,
-                 throttle: LoginThrottle | None = None):
+    def __init__(self, app, max_upload_bytes: float, speech_bytes: int,
+                 logged_in: Callable[[dict], bool] | None = None, throttle: LoginThrottle | None = None):
         self.app = app
         self.max_upload_bytes = max_upload_bytes
+        self.speech_bytes = speech_bytes
         self.logged_in = logged_in
         self.throttle = throttle
 
@@ -106,7 +108,7 @@ class Gate:
         if login and (wait := self.throttle.wait(address)) > 0:
             return await respond(send, 429, f"Too many failed logins from this address; try again in "
                                             f"{wait:.0f} s.", {"retry-after": str(int(wait) + 1)})
-        limit = body_limit(path, self.max_upload_bytes)
+        limit = body_limit(path, self.max_upload_bytes, self.speech_bytes)
         length = header(scope, b"content-length")
         if length is not None:
             if not length.isdigit():

@@ -27,6 +27,7 @@ from fastapi import Request, WebSocket
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.websockets import WebSocketDisconnect
 
+from . import openai_compat
 from .config import Settings
 from .errors import Cancelled, InvalidInput, LibraryBusy, ModelUnavailable, StudioError, VoiceNotFound
 from .languages import normalise_language
@@ -389,20 +390,6 @@ def speech_request(body: dict, engine_names: tuple[str, ...]) -> tuple[SpeakRequ
     return request, checked.response_format or "mp3"
 
 
-async def read_body(request: Request, limit: int) -> bytes | None:
-    """The body, read as it streams in and abandoned past `limit` bytes (None), whatever Content-Length said."""
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        return None
-    parts, size = [], 0
-    async for part in request.stream():
-        size += len(part)
-        if size > limit:
-            return None
-        parts.append(part)
-    return b"".join(parts)
-
-
 def add_routes(app, studio: Studio) -> None:
     """Add the WebSocket and the OpenAI-compatible routes to Gradio's FastAPI app."""
     settings = studio.settings
@@ -429,31 +416,30 @@ def add_routes(app, studio: Studio) -> None:
     async def models(request: Request):
         if (refusal := denied(request)) is not None:
             return refusal
-        default = {"id": settings.model, "object": "model", "owned_by": "voice-studio", "engine": studio.engine.name}
-        others = [{"id": name, "object": "model", "owned_by": "voice-studio", "engine": name}
-                  for name in studio.engine_names() if name != studio.engine.name]
-        return {"object": "list", "data": [default, *others]}
+        return openai_compat.models(studio)  # issue 21: with each engine's capabilities
 
     @app.get("/v1/audio/voices")
     async def voices(request: Request):
         if (refusal := denied(request)) is not None:
             return refusal
         listed = await asyncio.to_thread(studio.list_voices)
-        return {"object": "list", "data": [dict(v, id=v["name"], object="voice") for v in listed]}
+        return {"object": "list", "data": [dict(v, id=v["name"], object="voice") for v in listed],
+                "voices": [v["name"] for v in listed]}  # issue 21: vLLM-Omni's shape of the list
+
+    @app.post("/v1/audio/voices")  # issue 21: vLLM-Omni's voice upload, with a consent record
+    async def upload_voice(request: Request):
+        if (refusal := denied(request)) is not None:
+            return refusal
+        return await openai_compat.upload_voice(request, studio)
 
     @app.post("/v1/audio/speech")
     async def speech(request: Request):
         if (refusal := denied(request)) is not None:
             return refusal
-        raw = await read_body(request, MAX_MESSAGE)
-        if raw is None:
-            return openai_error(413, f"The request body can be at most {MAX_MESSAGE} bytes.")
-        try:
-            body = json.loads(raw)
-            if not isinstance(body, dict):
-                raise ValueError
-        except (ValueError, RecursionError):
-            return openai_error(400, "The request body must be a JSON object.")
+        # the body limit follows --max-reference-seconds; vLLM-Omni's fields (studio/openai_compat.py)
+        body = await openai_compat.read_json(request, openai_compat.speech_body_limit(settings))
+        if isinstance(body, JSONResponse):
+            return body
         try:
             request_, response_format = speech_request(body, studio.engine_names())
         except FieldError as error:
@@ -463,7 +449,7 @@ def add_routes(app, studio: Studio) -> None:
         if not admission.enter():
             return openai_error(429, admission.busy_message(), "rate_limit_error", code="busy")
         try:
-            stream = await asyncio.to_thread(studio.stream, request_)
+            stream = await asyncio.to_thread(openai_compat.open_stream, studio, request_, body)
         except BaseException as error:
             admission.leave()
             if isinstance(error, StudioError):
@@ -475,14 +461,21 @@ def add_routes(app, studio: Studio) -> None:
         rate = stream.rate
         encoder = Encoder(response_format, rate)
         pump = ChunkPump(lambda: stream, settings.stall_seconds, on_end=admission.leave)
+        try:  # a failure before any audio (a remote server that is down) keeps its status code
+            first = await pump.next()
+        except StudioError as error:
+            pump.cancel()
+            return studio_error(error)
 
         async def body_bytes():
             """Bytes as they are generated; a disconnect cancels this generator and so generation."""
             try:
-                while (samples := await pump.next()) is not None:
+                samples = first
+                while samples is not None:
                     data = encoder.push(samples)
                     if data:
                         yield data
+                    samples = await pump.next()
                 yield encoder.finish()
             except Cancelled:
                 return

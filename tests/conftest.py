@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,6 +18,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -187,3 +191,75 @@ def speak_all(engine, text, language, prompt, sampling=None, seeds=(0,), seconds
         pieces[piece.take].append(piece.samples)
         cut[piece.take] = cut[piece.take] or piece.cut
     return [np.concatenate(p) if p else np.zeros(0, np.float32) for p in pieces], cut
+
+
+class RemoteStudio:
+    """A second studio in its own process on loopback (tiny model): the server a remote engine speaks through.
+
+    `stop` ends it cleanly, `kill` ends it abruptly (SIGKILL, as a crash), `start` brings it back on the same port.
+    """
+
+    def __init__(self, checkpoint: Path, whisper: Path, voices: Path, log: Path, *flags: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.command = [sys.executable, str(ROOT / "app.py"), "--model", str(checkpoint), "--voices-dir", str(voices),
+                        "--whisper-model", str(whisper), "--device", "cpu", "--dtype", "float32",
+                        "--port", str(self.port), "--concurrency", "2", *flags]
+        key = flags[flags.index("--api-key") + 1] if "--api-key" in flags else None
+        self.headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.log = log
+        self.process: subprocess.Popen | None = None
+
+    def start(self, seconds: float = 300.0) -> "RemoteStudio":
+        import httpx
+
+        env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", TOKENIZERS_PARALLELISM="false",
+                   OMP_NUM_THREADS="1")
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(self.command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the remote studio exited: {self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/v1/models", headers=self.headers, timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"the remote studio did not start: {self.log.read_text()[-3000:]}")
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        if self.running:
+            self.process.kill()
+            self.process.wait(30)
+
+    def stop(self) -> None:
+        if self.running:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture(scope="session")
+def remote_studio(tiny_checkpoint, whisper_dir, tmp_path_factory):
+    """A second real studio process serving the tiny checkpoint; it is restarted if a test stopped it."""
+    folder = tmp_path_factory.mktemp("remote-studio")
+    server = RemoteStudio(tiny_checkpoint, whisper_dir, folder / "voices", folder / "server.log").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def remote(remote_studio):
+    """The remote studio, running (started again if a test before stopped or killed it)."""
+    if not remote_studio.running:
+        remote_studio.start()
+    return remote_studio

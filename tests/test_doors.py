@@ -319,13 +319,18 @@ def test_speech_routes_past_the_queue_size_are_refused(strict_server, voice, stu
     async def scenario():
         async with httpx.AsyncClient(timeout=120) as client:
             holders = [client.stream("POST", url + "v1/audio/speech", json=body) for _ in range(2)]
-            opened = [await holder.__aenter__() for holder in holders]  # speaking, and waiting: capacity 2
+            # speaking, and waiting for the engine (its answer starts with its first audio): capacity 2
+            opening = [asyncio.create_task(holder.__aenter__()) for holder in holders]
+            while not studio.engine.busy:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)  # the second request is admitted at once; it then waits for the engine
             refused = await client.post(url + "v1/audio/speech", json=body)
             cheap = await client.get(url + "v1/models")
             async with websockets.connect(url.replace("http://", "ws://") + "api/v1/speak") as sock:
                 await start(sock)
                 await sock.send(json.dumps({"type": "speak", "text": "Me too."}))
                 ws_reply = await receive(sock)
+            opened = [await task for task in opening]
             for holder in holders:
                 await holder.__aexit__(None, None, None)
             return [o.status_code for o in opened], refused, cheap, ws_reply

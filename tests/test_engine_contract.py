@@ -1,8 +1,8 @@
 """The engine protocol's contract, written once and run against every engine.
 
 The three model engines run on their tiny stand-ins through their real loaders; `tone`
-(tests/tone_engine.py) makes audio without any frames, as an engine in a browser or on a
-remote server would.
+(tests/tone_engine.py) makes audio without any frames, as an engine in a browser would;
+`remote` speaks through a second real studio process on loopback (the `remote_studio` fixture).
 """
 
 import numpy as np
@@ -11,7 +11,7 @@ import pytest
 from studio.engines import Piece, Sampling, SpeakJob, create_engine, registry
 from studio.errors import InvalidInput
 
-ENGINES = ["qwen", "chatterbox-turbo", "marvis", "tone"]
+ENGINES = ["qwen", "chatterbox-turbo", "marvis", "tone", "remote"]
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +21,32 @@ def tone_registered():
     registry.ENGINES.pop("tone", None)
 
 
+class Engines(dict):
+    """Engines by name, each created when first asked for (the remote one starts its server then)."""
+
+    def __init__(self, make):
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, name):
+        self[name] = self.make(name)
+        return self[name]
+
+
 @pytest.fixture(scope="module")
-def engines(settings, tone_registered):
-    return {name: create_engine(settings, name) for name in ENGINES}
+def make_engine(request, settings, tone_registered):
+    """A fresh engine by name; the remote one pointed at a second studio process."""
+    def make(name):
+        if name == "remote":
+            return create_engine(settings.replace(remote_url=request.getfixturevalue("remote_studio").url), name)
+        return create_engine(settings, name)
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def engines(make_engine):
+    return Engines(make_engine)
 
 
 @pytest.fixture(params=ENGINES)
@@ -59,8 +82,8 @@ def test_capabilities_describe_the_engine(engine_under_test):
     assert engine_under_test.label in note and "streams in steps of" in note
 
 
-def test_loads_on_first_use_and_reports_status(settings, engine_under_test, tone_registered):
-    fresh = create_engine(settings, engine_under_test.name)
+def test_loads_on_first_use_and_reports_status(make_engine, engine_under_test):
+    fresh = make_engine(engine_under_test.name)
     assert not fresh.loaded and "loads on first use" in fresh.status()
     engine_under_test.load()
     assert engine_under_test.loaded and engine_under_test.model_name in engine_under_test.status()
@@ -86,7 +109,7 @@ def test_prompt_round_trips_through_bytes_and_refuses_damage(engine_under_test, 
         assert np.array_equal(again.tensors[name].cpu().float().numpy(), tensor.cpu().float().numpy()), name
     with pytest.raises(InvalidInput):
         engine_under_test.check_prompt(b"not a prompt at all", prompt.mode, prompt.ref_text)
-    other = next(e for n, e in engines.items() if n != engine_under_test.name and n != "marvis")
+    other = engines["qwen" if engine_under_test.name != "qwen" else "chatterbox-turbo"]
     foreign = other.prompt_bytes(prompt_of(other, clip))
     with pytest.raises(InvalidInput):
         engine_under_test.check_prompt(foreign, prompt.mode, prompt.ref_text)

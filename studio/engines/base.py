@@ -62,7 +62,9 @@ class Capabilities:
         else:
             modes = f"clones in {modes}"
         tags = "; understands tags such as [laugh]" if self.tags else ""
-        return f"**{label}**: {languages}; {modes}{tags}; streams in steps of {self.step_seconds * 1000:.0f} ms."
+        seeds = "" if self.seeds else "; ignores seeds, so a take cannot be repeated"
+        return (f"**{label}**: {languages}; {modes}{tags}; streams in steps of {self.step_seconds * 1000:.0f} ms"
+                f"{seeds}.")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ ENGINES = {
     "qwen": "studio.engines.qwen:QwenEngine",
     "chatterbox-turbo": "studio.engines.chatterbox:ChatterboxEngine",
     "marvis": "studio.engines.marvis:MarvisEngine",
+    "remote": "studio.engines.remote:RemoteEngine",
 }
 
 
