@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from studio.browser.routes import add_routes as add_browser_routes
 from studio.config import Settings
 from studio.errors import StudioError
 from studio.server import add_routes
@@ -46,6 +47,7 @@ def launch(studio: Studio, block: bool = True, quiet: bool = False):
         quiet=quiet,
     )
     add_routes(app, studio)  # routes added to Gradio's own app serve on its port and share link
+    add_browser_routes(app, studio)  # /browser/: engines that run in the listener's browser
     if block:
         demo.block_thread()
     return demo
