@@ -191,7 +191,11 @@ async function fillVariants() {
   const manifest = await fetchJson(`/browser/api/${$("engine").value}/manifest`);
   $("variant").replaceChildren(new Option("Auto", "auto"),
     ...manifest.variants.map((v) => new Option(`${v.name} (${megabytes(v.bytes)})`, v.name)));
-  if (params.get("variant")) $("variant").value = params.get("variant");
+  const asked = params.get("variant");
+  if (asked && !manifest.variants.some((v) => v.name === asked)) {
+    $("variant").append(new Option(`${asked} (not in the model folder)`, asked));
+  }
+  if (asked) $("variant").value = asked;
 }
 
 async function start() {

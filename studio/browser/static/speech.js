@@ -6,6 +6,12 @@ import { concat } from "./windows.js";
 
 const FADE_SAMPLES = 240;
 
+// Let the page breathe between steps: clicks (Stop), painting and the player run while the engine works,
+// even when WebAssembly runs on the page's own thread.
+function breathe() {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
 function fade(samples, rising) {
   const n = Math.min(FADE_SAMPLES, samples.length);
   const out = Float32Array.from(samples);
@@ -51,6 +57,7 @@ export async function speak(engine, plan, prompt, how, seed, stopped, onChunk) {
     await engine.generate(sentence.ids, prompt, how, random, Math.min(sentence.limit, left), stopped,
                           async (step) => {
                             made.push(step);
+                            await breathe();
                             await deliver(await decoder.push([step]));
                           });
     steps.push(made);
