@@ -322,11 +322,38 @@ def prefill_embeds(engine, prompt, text: str) -> torch.Tensor:
     from .engine import Sampling, SynthesisRequest
 
     request = SynthesisRequest(text, "English", prompt, Sampling(temperature=0))
-    inputs = engine.inputs(request, text, 1)
+    return _merged(engine, engine.inputs(request, text, 1))
+
+
+def prefix_embeds(engine, prompt) -> torch.Tensor:
+    """The reference turn alone, embedded (its Mimi codes made by the server's codec): the browser's voice prompt.
+
+    Followed by `text_ids` of a sentence, embedded by the page, it is the server engine's prefill.
+    """
+    from .marvis import REFERENCE_AUDIO, SPEAKER
+
+    turn = f"<|begin_of_text|>[{SPEAKER}]{prompt.ref_text}<|end_of_text|><|AUDIO|><|audio_eos|>"
+    reference = prompt.tensors[REFERENCE_AUDIO].numpy()
+    inputs = engine.processor(text=[turn], audio=[reference], return_tensors="pt")
+    model = engine.csm
+    inputs = {key: value.to(model.device, dtype=model.dtype) if value.is_floating_point() else value.to(model.device)
+              for key, value in inputs.items() if key != "token_type_ids"}
+    return _merged(engine, inputs)
+
+
+def text_ids(engine, sentence: str) -> list[int]:
+    """A sentence's turn as token ids, without the special tokens a tokenizer adds at the start of a text."""
+    from .marvis import SPEAKER
+
+    turn = f"<|begin_of_text|>[{SPEAKER}]{sentence}<|end_of_text|>"
+    return list(engine.processor.tokenizer(turn, add_special_tokens=False)["input_ids"])
+
+
+def _merged(engine, inputs: dict) -> torch.Tensor:
     with torch.no_grad():
         merged = engine.csm._merge_input_ids_with_input_values(inputs["input_ids"], inputs.get("input_values"),
                                                                inputs.get("input_values_cutoffs"))
-    return merged["inputs_embeds"].float()
+    return merged["inputs_embeds"].float().cpu()
 
 
 @dataclass

@@ -20,6 +20,8 @@ RUNTIME = Path(__file__).resolve().parents[1] / "node_modules" / "onnxruntime-we
 TEXT = "Hello there. This is the second sentence!"
 FRAMES = 12  # one full decoder window and a closing one per sentence
 VOICE = "Browser Voice"
+MARVIS_VOICE = "Marvis Voice"
+MARVIS_FRAMES = 6  # one full Mimi window (5 frames) and a closing one per sentence
 
 
 def require(condition: bool, message: str) -> None:
@@ -43,12 +45,26 @@ def graphs_folder(chatterbox_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def browser_studio(graphs_folder, tmp_path_factory) -> Studio:
+def marvis_graphs(marvis_dir, tmp_path_factory) -> Path:
+    """The tiny CSM stand-in exported by `studio.export` (checked against PyTorch there)."""
+    from studio.export import export_marvis
+
+    out = tmp_path_factory.mktemp("browser-marvis")
+    check = export_marvis(Settings(marvis_model=str(marvis_dir), device="cpu", dtype="float32"), out,
+                          quantized=False)
+    assert check.passed
+    return out
+
+
+@pytest.fixture(scope="module")
+def browser_studio(graphs_folder, marvis_dir, marvis_graphs, tmp_path_factory) -> Studio:
     settings = Settings(engine="chatterbox-turbo", chatterbox_model=str(graphs_folder), device="cpu",
-                        dtype="float32", voices_dir=tmp_path_factory.mktemp("browser-voices"))
+                        dtype="float32", voices_dir=tmp_path_factory.mktemp("browser-voices"),
+                        marvis_model=str(marvis_dir), marvis_onnx=str(marvis_graphs))
     studio = Studio(settings)
     clip = json.loads((FIXTURES / "clips.json").read_text(encoding="utf-8"))[0]
     studio.save_voice(NewVoice(VOICE, FIXTURES / clip["file"], "", "English", "xvector"))
+    studio.save_voice(NewVoice(MARVIS_VOICE, FIXTURES / clip["file"], clip["text"], "Japanese", "icl"))
     return studio
 
 
@@ -100,18 +116,21 @@ def speak(page, text: str = TEXT, frames: int = FRAMES, temperature: float = 0) 
     return page.evaluate("window.voiceStudioTake")
 
 
-def server_tokens(studio: Studio, text: str, frames: int) -> list[list[int]]:
-    """The server engine's greedy tokens, sentence by sentence."""
-    engine = studio.engine_for("chatterbox-turbo")
-    prompt = studio.prompt_for(VOICE, engine=engine)
+def server_steps(studio: Studio, text: str, frames: int, engine: str = "chatterbox-turbo", voice: str = VOICE
+                 ) -> list[list]:
+    """The server engine's greedy tokens (Chatterbox-Turbo) or frames of codes (Marvis), sentence by sentence."""
+    engine = studio.engine_for(engine)
+    prompt = studio.prompt_for(voice, engine=engine)
     request = SynthesisRequest(text, "English", prompt, Sampling(temperature=0, max_frames=frames))
-    return [[int(codes[0]) for codes in engine.generate_frames(request, sentence, frames, engine.generators([0])[0])]
-            for sentence in split_sentences(text, "English")]
+    steps = [[codes.tolist() for codes in engine.generate_frames(request, sentence, frames, engine.generators([0])[0])]
+             for sentence in split_sentences(text, "English")]
+    return [[step[0] if len(step) == 1 else step for step in sentence] for sentence in steps]
 
 
-def server_take(studio: Studio, text: str, frames: int) -> np.ndarray:
-    stream = studio.stream(SpeakRequest(text, "English", voice=VOICE, sampling=Sampling(temperature=0,
-                                                                                     max_frames=frames)))
+def server_take(studio: Studio, text: str, frames: int, engine: str = "chatterbox-turbo", voice: str = VOICE
+                ) -> np.ndarray:
+    stream = studio.stream(SpeakRequest(text, "English", voice=voice, engine=engine,
+                                        sampling=Sampling(temperature=0, max_frames=frames)))
     for _ in stream:
         pass
     return stream.take.samples
@@ -126,7 +145,7 @@ def test_page_speaks_like_the_server(gpu_browser, studio_url, browser_studio, ba
     take = speak(page)
     assert "error" not in take, take
     assert take["backend"] == backend and take["variant"] == "fp32"
-    assert take["steps"] == server_tokens(browser_studio, TEXT, FRAMES)
+    assert take["steps"] == server_steps(browser_studio, TEXT, FRAMES)
     expected = server_take(browser_studio, TEXT, FRAMES)
     samples = np.array(take["samples"], np.float32)
     assert len(samples) == len(expected) == 2 * (FRAMES + 3) * 960 and np.abs(expected).max() > 0.05
@@ -138,6 +157,24 @@ def test_page_speaks_like_the_server(gpu_browser, studio_url, browser_studio, ba
     assert take["timeToFirstAudio"] > 0 and take["realTimeFactor"] > 0
     assert page.locator("#take").get_attribute("src").startswith("blob:")
     page.screenshot(path=str(tmp_path / f"browser-{backend}.png"), full_page=True)
+    context.close()
+
+
+@pytest.mark.parametrize("backend", ["wasm", "webgpu"])
+def test_marvis_page_speaks_like_the_server(gpu_browser, studio_url, browser_studio, backend):
+    context = gpu_browser.new_context()
+    page = open_page(context, studio_url, f"?backend={backend}&engine=marvis&voice={MARVIS_VOICE}")
+    take = speak(page, frames=MARVIS_FRAMES)
+    assert "error" not in take, take
+    assert take["engine"] == "marvis" and take["backend"] == backend and take["variant"] == "fp32"
+    expected_steps = server_steps(browser_studio, TEXT, MARVIS_FRAMES, "marvis", MARVIS_VOICE)
+    assert [len(s) for s in expected_steps] == [MARVIS_FRAMES, MARVIS_FRAMES] and len(expected_steps[0][0]) == 32
+    assert take["steps"] == expected_steps  # every code of every frame
+    expected = server_take(browser_studio, TEXT, MARVIS_FRAMES, "marvis", MARVIS_VOICE)
+    samples = np.array(take["samples"], np.float32)
+    assert len(samples) == len(expected) == 2 * MARVIS_FRAMES * 1920 and np.abs(expected).max() > 0.01
+    assert np.abs(samples - expected).max() < 1e-5
+    assert "Marvis TTS on" in page.locator("#status").inner_text()
     context.close()
 
 

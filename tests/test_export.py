@@ -5,6 +5,7 @@ import json
 import numpy as np
 import onnx
 import pytest
+import torch
 
 from studio.export import GRAPHS, LOGITS_TOLERANCE, Layout, OnnxMarvis, main
 
@@ -63,3 +64,20 @@ def test_smaller_variants_are_quantized_and_still_run(exported):
 def test_a_folder_that_is_not_marvis_is_refused_with_a_message(tmp_path, capsys):
     assert main(["marvis", "--out", str(tmp_path / "out"), "--model", str(tmp_path)]) == 2
     assert "is not a Marvis (CSM) model folder" in capsys.readouterr().err
+
+
+def test_the_browsers_prefill_is_the_servers(settings, ja_clips):
+    """The voice's reference turn (embedded once on the server) and a sentence's own ids make the engine's prefill."""
+    from studio import audio
+    from studio.engine import create_engine
+    from studio.export import prefill_embeds, prefix_embeds, text_ids
+
+    engine = create_engine(settings, "marvis")
+    engine.load()
+    entry = ja_clips[0]
+    prompt = engine.make_prompt(audio.load(entry["path"]), entry["text"], "icl")
+    text = "A sentence to speak."
+    prefix = prefix_embeds(engine, prompt)
+    ids = torch.tensor([text_ids(engine, text)])
+    joined = torch.cat([prefix, engine.csm.embed_text_tokens(ids).detach()], dim=1)
+    assert torch.equal(joined, prefill_embeds(engine, prompt, text))

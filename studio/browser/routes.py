@@ -12,13 +12,14 @@ import asyncio
 import base64
 import json
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from fastapi import Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
-from ..engine import Engine, Sampling, frame_budget
+from ..engine import Engine, Sampling, frame_budget, model_fingerprint
 from ..errors import InvalidInput, ModelUnavailable, StudioError
 from ..library import VoiceNotFound
 from ..server import AccessDenied, check_access
@@ -34,9 +35,8 @@ ISOLATION = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder
              "Cross-Origin-Resource-Policy": "same-origin"}
 MEDIA = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
          ".mjs": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".wasm": "application/wasm"}
-CHATTERBOX_GRAPHS = ("speech_encoder", "embed_tokens", "language_model", "conditional_decoder")
-BROWSER_GRAPHS = {"chatterbox-turbo": ("embed_tokens", "language_model", "conditional_decoder")}
 MAX_BODY = 64 * 1024
+MAX_LAYOUT = 64 * 1024  # bytes of an export's config.json
 INTERNAL_ERROR = "Something went wrong inside the studio; the details are in the server log."
 
 
@@ -46,38 +46,134 @@ def error(status: int, message: str) -> JSONResponse:
 
 def tensor_json(tensor) -> dict:
     """A tensor as JSON for the page: dtype, shape and its little-endian bytes in base64."""
-    array = np.ascontiguousarray(tensor.numpy())
+    array = np.ascontiguousarray(tensor.detach().cpu().numpy())
     dtype = {np.dtype(np.float32): "float32", np.dtype(np.int64): "int64"}[array.dtype]
     return {"dtype": dtype, "shape": list(array.shape),
             "data": base64.b64encode(array.astype(array.dtype.newbyteorder("<")).tobytes()).decode("ascii")}
 
 
-def model_folder(engine: Engine) -> Path:
-    """The loaded engine's local model folder (the same one the server engine runs)."""
-    engine.load()
-    return engine._folder()
+@dataclass
+class BrowserModel:
+    """The graphs an engine's page loop runs, where they are, and what identifies them."""
+
+    engine: Engine
+    folder: Path
+    graphs: tuple[str, ...]
+    fingerprint: str  # of the served files: graph URLs carry it, so a changed model is never read from a cache
+    layout: dict = field(default_factory=dict)
+
+    @property
+    def variants(self) -> list:
+        return find_variants(self.folder, self.graphs)
+
+
+class BrowserEngine:
+    """What the page needs of one server engine: its graphs, a voice's prompt tensors, a sentence's token ids."""
+
+    name = ""
+    graphs: tuple[str, ...] = ()
+
+    def model(self, studio: Studio) -> BrowserModel:
+        raise NotImplementedError
+
+    def prompt(self, engine: Engine, voice_prompt) -> dict:
+        raise NotImplementedError
+
+    def token_ids(self, engine: Engine, sentence: str) -> list[int]:
+        raise NotImplementedError
+
+
+class ChatterboxInBrowser(BrowserEngine):
+    """ResembleAI's graphs from the server engine's own folder; the speech encoder stays on the server."""
+
+    name = "chatterbox-turbo"
+    graphs = ("embed_tokens", "language_model", "conditional_decoder")
+
+    def model(self, studio: Studio) -> BrowserModel:
+        engine = studio.engine_for(self.name)
+        engine.load()
+        return BrowserModel(engine, engine._folder(), self.graphs, engine.fingerprint)
+
+    def prompt(self, engine: Engine, voice_prompt) -> dict:
+        return engine.prompt_to_tensors(voice_prompt)
+
+    def token_ids(self, engine: Engine, sentence: str) -> list[int]:
+        return engine.tokenizer.encode(sentence).ids
+
+
+class MarvisInBrowser(BrowserEngine):
+    """Graphs written by `python -m studio.export marvis` from the server engine's checkpoint.
+
+    The page's prefill is the reference turn (its text and the reference's Mimi codes, embedded
+    on the server once per voice) followed by the sentence's own text tokens.
+    """
+
+    name = "marvis"
+    graphs = ("embed_text", "embed_audio", "backbone", "depth_decoder", "mimi_decoder")
+
+    def model(self, studio: Studio) -> BrowserModel:
+        folder = Path(studio.settings.marvis_onnx).expanduser() if studio.settings.marvis_onnx else None
+        if folder is None:
+            raise ModelUnavailable("Marvis runs in the browser once its graphs are exported: run `python -m "
+                                   "studio.export marvis --out DIR`, then start the studio with --marvis-onnx DIR.")
+        layout_file = folder / "config.json"
+        if not layout_file.is_file() or layout_file.stat().st_size > MAX_LAYOUT:
+            raise ModelUnavailable(f"{folder} is not a folder written by `python -m studio.export marvis`.")
+        try:
+            layout = json.loads(layout_file.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as failure:
+            raise ModelUnavailable(f"{layout_file} is damaged: export Marvis again.") from failure
+        engine = studio.engine_for(self.name)
+        engine.load()
+        if not isinstance(layout, dict) or layout.get("source_fingerprint") != engine.fingerprint:
+            raise ModelUnavailable(f"The graphs in {folder} were exported from another Marvis checkpoint than "
+                                   f"{engine.model_name}: export it again with `python -m studio.export marvis`.")
+        if not (layout.get("check") or {}).get("passed"):
+            raise ModelUnavailable(f"The graphs in {folder} did not pass the export's checks against PyTorch.")
+        return BrowserModel(engine, folder, self.graphs, files_fingerprint(folder), layout)
+
+    def prompt(self, engine: Engine, voice_prompt) -> dict:
+        from ..export import prefix_embeds
+
+        return {"prefix_embeds": prefix_embeds(engine, voice_prompt)}
+
+    def token_ids(self, engine: Engine, sentence: str) -> list[int]:
+        from ..export import text_ids
+
+        return text_ids(engine, sentence)
+
+
+BROWSER_ENGINES = {engine.name: engine for engine in (ChatterboxInBrowser(), MarvisInBrowser())}
+_fingerprints: dict = {}
+
+
+def files_fingerprint(folder: Path) -> str:
+    """The folder's content fingerprint, recomputed only when a file's size or time changes."""
+    stamp = tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()))
+    if _fingerprints.get(folder, (None,))[0] != stamp:
+        _fingerprints[folder] = (stamp, model_fingerprint(folder))
+    return _fingerprints[folder][1]
 
 
 def engine_manifest(studio: Studio, name: str) -> dict:
     """What the page needs to pick and fetch a variant of engine `name`."""
-    engine = studio.engine_for(name)
-    folder = model_folder(engine)
-    variants = find_variants(folder, BROWSER_GRAPHS[name])
+    model = BROWSER_ENGINES[name].model(studio)
+    variants = model.variants
     if not variants:
-        raise ModelUnavailable(f"{folder} has no complete set of {', '.join(BROWSER_GRAPHS[name])} graphs for the "
+        raise ModelUnavailable(f"{model.folder} has no complete set of {', '.join(model.graphs)} graphs for the "
                                "browser.")
-    return {"engine": name, "label": engine.label, "fingerprint": engine.fingerprint,
-            "sample_rate": engine.capabilities.sample_rate, "variants": [v.describe() for v in variants]}
+    return {"engine": name, "label": model.engine.label, "fingerprint": model.fingerprint,
+            "sample_rate": model.engine.capabilities.sample_rate, "layout": model.layout,
+            "variants": [v.describe() for v in variants]}
 
 
 def graph_path(studio: Studio, name: str, fingerprint: str, file: str) -> Path:
-    engine = studio.engine_for(name)
-    folder = model_folder(engine)
-    if fingerprint != engine.fingerprint:
+    model = BROWSER_ENGINES[name].model(studio)
+    if fingerprint != model.fingerprint:
         raise VoiceNotFound("The model changed since this page loaded; reload the page.")
-    path = served_file(folder, find_variants(folder, BROWSER_GRAPHS[name]), file)
+    path = served_file(model.folder, model.variants, file)
     if path is None:
-        raise VoiceNotFound(f"No graph file {file[:80]!r} is offered for {engine.label}.")
+        raise VoiceNotFound(f"No graph file {file[:80]!r} is offered for {model.engine.label}.")
     return path
 
 
@@ -87,12 +183,13 @@ def voice_names(studio: Studio) -> dict:
 
 
 def voice_prompt(studio: Studio, name: str, voice: str) -> dict:
-    """A library voice's prompt tensors for engine `name` (made once on the server, stored in the library)."""
+    """A library voice's prompt tensors for engine `name` (made on the server, stored in the library)."""
     engine = studio.engine_for(name)
     engine.load()
     prompt = studio.prompt_for(voice, engine=engine)
+    tensors = BROWSER_ENGINES[name].prompt(engine, prompt)
     return {"voice": voice, "engine": name, "fingerprint": prompt.fingerprint,
-            "tensors": {key: tensor_json(value) for key, value in engine.prompt_to_tensors(prompt).items()}}
+            "tensors": {key: tensor_json(value) for key, value in tensors.items()}}
 
 
 def text_tokens(studio: Studio, name: str, body: dict) -> dict:
@@ -108,7 +205,7 @@ def text_tokens(studio: Studio, name: str, body: dict) -> dict:
     engine.load()
     sentences = split_sentences(text, language)
     return {"language": language, "budget": studio.settings.max_request_frames, "sentences": [
-        {"text": sentence, "ids": engine.tokenizer.encode(sentence).ids,
+        {"text": sentence, "ids": BROWSER_ENGINES[name].token_ids(engine, sentence),
          "limit": min(max_frames or frame_budget(sentence), studio.settings.max_request_frames)}
         for sentence in sentences]}
 
@@ -149,9 +246,9 @@ def add_routes(app, studio: Studio) -> None:
         return None
 
     def known(engine: str) -> JSONResponse | None:
-        if engine not in BROWSER_GRAPHS:
+        if engine not in BROWSER_ENGINES:
             return error(404, f"No engine {engine[:40]!r} runs in the browser; choose one of: "
-                              f"{', '.join(BROWSER_GRAPHS)}.")
+                              f"{', '.join(BROWSER_ENGINES)}.")
         return None
 
     @app.get("/browser")

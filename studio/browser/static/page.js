@@ -2,6 +2,7 @@
 
 import * as ort from "/browser/ort/ort.all.min.mjs";
 import { Chatterbox } from "./chatterbox.js";
+import { Marvis } from "./marvis.js";
 import { fetchAll, fetchJson, forgetOthers, StudioError } from "./fetching.js";
 import { StreamPlayer, wavBlob } from "./player.js";
 import { speak } from "./speech.js";
@@ -11,7 +12,7 @@ ort.env.logLevel = "error";
 // Threads need cross-origin isolation (the studio sends COOP/COEP); half the cores, as ONNX Runtime Web's default.
 ort.env.wasm.numThreads = crossOriginIsolated ? Math.min(4, Math.ceil((navigator.hardwareConcurrency || 2) / 2)) : 1;
 
-const ENGINES = { "chatterbox-turbo": Chatterbox };
+const ENGINES = { "chatterbox-turbo": Chatterbox, marvis: Marvis };
 const ORDER = { wasm: ["fp32", "q8", "fp16", "q4", "q4f16"], webgpu: ["q4f16", "fp16", "q4", "fp32", "q8"] };
 const BACKEND_NAMES = { webgpu: "WebGPU", wasm: "WebAssembly" };
 const $ = (id) => document.getElementById(id);
@@ -101,7 +102,7 @@ async function loadEngine() {
       externalData: spec.data.map((file) => ({ path: file, data: files[base + file] })),
     });
   }
-  const engine = new ENGINES[name](ort, sessions);
+  const engine = new ENGINES[name](ort, sessions, manifest.layout);
   state.loaded = { key, engine, manifest, backend, variant, seconds: (performance.now() - started) / 1000,
                    cached: cached === variant.bytes };
   window.voiceStudioLoaded = { engine: name, backend, variant: variant.name, bytes: variant.bytes,
@@ -115,9 +116,11 @@ function describeLoaded(loaded) {
     `(${megabytes(loaded.variant.bytes)})${crossOriginIsolated ? "" : "; not cross-origin isolated: one thread"}`;
 }
 
-function sampling() {
+// The server's defaults (studio/engine.py Sampling): a repetition penalty where the engine's loop has one.
+function sampling(name) {
   const number = (id) => Number($(id).value);
-  return { temperature: number("temperature"), top_k: number("top-k"), top_p: 1.0, repetition_penalty: 1.05 };
+  return { temperature: number("temperature"), top_k: number("top-k"), top_p: 1.0,
+           repetition_penalty: ENGINES[name].repetitionPenalty === false ? 1.0 : 1.05 };
 }
 
 async function run() {
@@ -147,7 +150,7 @@ async function run() {
     const started = performance.now();
     let firstAudio = null;
     let made = 0;
-    const result = await speak(loaded.engine, plan, prompt, sampling(), Number($("seed").value) || 0,
+    const result = await speak(loaded.engine, plan, prompt, sampling(name), Number($("seed").value) || 0,
       () => state.stopping, async (samples) => {
         if (firstAudio === null) firstAudio = (performance.now() - started) / 1000;
         made += samples.length;
@@ -199,7 +202,7 @@ async function fillVariants() {
 }
 
 async function start() {
-  $("engine").replaceChildren(...Object.keys(ENGINES).map((name) => new Option(name, name)));
+  $("engine").replaceChildren(new Option("Chatterbox-Turbo", "chatterbox-turbo"), new Option("Marvis TTS", "marvis"));
   for (const [param, id] of [["engine", "engine"], ["backend", "backend"], ["voice", "voice"]]) {
     if (params.get(param) && id !== "voice") $(id).value = params.get(param);
   }
