@@ -50,8 +50,7 @@ def marvis_graphs(marvis_dir, tmp_path_factory) -> Path:
     from studio.export import export_marvis
 
     out = tmp_path_factory.mktemp("browser-marvis")
-    check = export_marvis(Settings(marvis_model=str(marvis_dir), device="cpu", dtype="float32"), out,
-                          quantized=False)
+    check = export_marvis(Settings(marvis_model=str(marvis_dir), device="cpu", dtype="float32"), out)
     assert check.passed
     return out
 
@@ -178,6 +177,18 @@ def test_marvis_page_speaks_like_the_server(gpu_browser, studio_url, browser_stu
     context.close()
 
 
+@pytest.mark.parametrize("variant", ["q8", "q4"])
+def test_smaller_marvis_variants_run_in_webassembly(gpu_browser, studio_url, variant):
+    """8-bit (MatMulInteger) and 4-bit (MatMulNBits) graphs run in the page; they are smaller, not equal."""
+    context = gpu_browser.new_context()
+    page = open_page(context, studio_url, f"?backend=wasm&engine=marvis&voice={MARVIS_VOICE}&variant={variant}")
+    take = speak(page, "Smaller.", 3)
+    assert "error" not in take, take
+    assert take["variant"] == variant and 0 < len(take["samples"]) and np.isfinite(take["samples"]).all()
+    assert f"variant {variant}" in page.locator("#status").inner_text()
+    context.close()
+
+
 def test_graphs_are_downloaded_once_then_read_from_the_cache(gpu_browser, studio_url):
     context = gpu_browser.new_context()
     graph_requests = []
@@ -291,6 +302,24 @@ def test_data_routes_follow_the_speech_routes_access_rules(browser_studio):
     assert page.status_code == 200 and 'id="key-row"' in page.text
     assert page.headers["Cross-Origin-Opener-Policy"] == "same-origin"
     assert page.headers["Cross-Origin-Embedder-Policy"] == "require-corp"
+
+
+def test_marvis_needs_a_matching_export(browser_studio, marvis_graphs, tmp_path):
+    missing = routes_client(browser_studio, marvis_onnx="").get("/browser/api/marvis/manifest")
+    assert missing.status_code == 503 and "python -m studio.export marvis" in missing.json()["error"]
+    assert routes_client(browser_studio, marvis_onnx=str(tmp_path)).get("/browser/api/marvis/manifest").json()[
+        "error"].endswith("is not a folder written by `python -m studio.export marvis`.")
+    other = tmp_path / "other"
+    shutil.copytree(marvis_graphs, other)
+    layout = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps(dict(layout, source_fingerprint="0" * 16)))
+    stale = routes_client(browser_studio, marvis_onnx=str(other)).get("/browser/api/marvis/manifest")
+    assert stale.status_code == 503 and "exported from another Marvis checkpoint" in stale.json()["error"]
+    manifest = routes_client(browser_studio).get("/browser/api/marvis/manifest").json()
+    assert [v["name"] for v in manifest["variants"]] == ["fp32", "q8", "q4"]
+    assert manifest["layout"]["num_codebooks"] == 32 and manifest["layout"]["check"]["passed"]
+    prompt = routes_client(browser_studio).get(f"/browser/api/marvis/voices/{MARVIS_VOICE}").json()
+    assert list(prompt["tensors"]) == ["prefix_embeds"] and prompt["tensors"]["prefix_embeds"]["dtype"] == "float32"
 
 
 def test_bad_requests_get_clear_messages(browser_studio):
