@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import logging
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +39,8 @@ ISOLATION = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder
 MEDIA = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
          ".mjs": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".wasm": "application/wasm"}
 MAX_BODY = 64 * 1024
-MAX_LAYOUT = 64 * 1024  # bytes of an export's config.json
+MAX_LAYOUT = 64 * 1024
+PREFIX_CACHE = 16  # Marvis voices whose embedded reference turn is kept  # bytes of an export's config.json
 INTERNAL_ERROR = "Something went wrong inside the studio; the details are in the server log."
 
 
@@ -132,10 +136,28 @@ class MarvisInBrowser(BrowserEngine):
             raise ModelUnavailable(f"The graphs in {folder} did not pass the export's checks against PyTorch.")
         return BrowserModel(engine, folder, self.graphs, files_fingerprint(folder), layout)
 
-    def prompt(self, engine: Engine, voice_prompt) -> dict:
-        from ..export import prefix_embeds
+    def __init__(self):
+        self._prefixes: OrderedDict[tuple, object] = OrderedDict()  # a voice's embedded reference turn
+        self._lock = threading.Lock()
 
-        return {"prefix_embeds": prefix_embeds(engine, voice_prompt)}
+    def prompt(self, engine: Engine, voice_prompt) -> dict:
+        """The reference turn embedded (Mimi's encoder runs on the server), once per voice and model."""
+        from ..export import prefix_embeds
+        from ..marvis import REFERENCE_AUDIO
+
+        reference = voice_prompt.tensors[REFERENCE_AUDIO].numpy()
+        key = (voice_prompt.fingerprint, voice_prompt.ref_text, hashlib.sha256(reference.tobytes()).hexdigest())
+        with self._lock:
+            if key in self._prefixes:
+                self._prefixes.move_to_end(key)
+                return {"prefix_embeds": self._prefixes[key]}
+        with engine.generation_lock:
+            prefix = prefix_embeds(engine, voice_prompt)
+        with self._lock:
+            self._prefixes[key] = prefix
+            while len(self._prefixes) > PREFIX_CACHE:
+                self._prefixes.popitem(last=False)
+        return {"prefix_embeds": prefix}
 
     def token_ids(self, engine: Engine, sentence: str) -> list[int]:
         from ..export import text_ids
