@@ -356,3 +356,35 @@ def test_bad_requests_get_clear_messages(browser_studio):
     plan = client.post("/browser/api/chatterbox-turbo/text", json={"text": TEXT, "max_frames": 7}).json()
     assert [s["text"] for s in plan["sentences"]] == split_sentences(TEXT, "English")
     assert all(s["limit"] == 7 and s["ids"] for s in plan["sentences"])
+
+
+def test_the_page_asks_for_the_api_key_then_speaks(gpu_browser, browser_studio):
+    from app import launch
+
+    studio = Studio(browser_studio.settings.replace(port=free_port(), api_key="sesame"), browser_studio.engine,
+                    browser_studio.library, browser_studio.transcriber)
+    demo = launch(studio, block=False, quiet=True)
+    try:
+        context = gpu_browser.new_context()
+        page = open_page(context, f"http://127.0.0.1:{studio.settings.port}", "?backend=wasm")
+        assert page.locator("#key-row").is_visible()
+        assert "A valid API key is required" in page.locator("#error").inner_text()
+        page.fill("#key", "sesame")
+        page.click("#key-save")
+        page.wait_for_selector("body[data-ready=true]", timeout=60000)
+        assert page.locator("#error").is_hidden() and page.locator("#speak").is_enabled()
+        assert "error" not in speak(page, "With the key.", 3)
+        context.close()
+    finally:
+        demo.close()
+
+
+def test_a_missing_runtime_is_told_plainly(gpu_browser, studio_url, monkeypatch, tmp_path):
+    from studio.browser import routes
+
+    monkeypatch.setattr(routes, "RUNTIME", tmp_path / "no-node-modules")
+    context = gpu_browser.new_context()
+    page = open_page(context, studio_url)
+    assert "ONNX Runtime Web is missing from this studio: run `npm ci`" in page.locator("#error").inner_text()
+    assert page.locator("#speak").is_disabled()
+    context.close()

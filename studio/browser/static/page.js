@@ -1,16 +1,19 @@
 // The page: pick an engine, voice, backend and variant; fetch graphs (cached); speak into the player.
 
-import * as ort from "/browser/ort/ort.all.min.mjs";
 import { Chatterbox } from "./chatterbox.js";
 import { Marvis } from "./marvis.js";
 import { fetchAll, fetchJson, forgetOthers, StudioError } from "./fetching.js";
 import { StreamPlayer, wavBlob } from "./player.js";
 import { speak } from "./speech.js";
 
-ort.env.wasm.wasmPaths = "/browser/ort/"; // the studio serves the runtime itself, never a CDN
-ort.env.logLevel = "error";
-// Threads need cross-origin isolation (the studio sends COOP/COEP); half the cores, as ONNX Runtime Web's default.
-ort.env.wasm.numThreads = crossOriginIsolated ? Math.min(4, Math.ceil((navigator.hardwareConcurrency || 2) / 2)) : 1;
+// The studio serves the runtime itself, never a CDN; `npm ci` installs it.
+const ort = await import("/browser/ort/ort.all.min.mjs").catch(() => null);
+if (ort) {
+  ort.env.wasm.wasmPaths = "/browser/ort/";
+  ort.env.logLevel = "error";
+  // Threads need cross-origin isolation (the studio sends COOP/COEP); half the cores, as ONNX Runtime Web's default.
+  ort.env.wasm.numThreads = crossOriginIsolated ? Math.min(4, Math.ceil((navigator.hardwareConcurrency || 2) / 2)) : 1;
+}
 
 const ENGINES = { "chatterbox-turbo": Chatterbox, marvis: Marvis };
 const ORDER = { wasm: ["fp32", "q8", "fp16", "q4", "q4f16"], webgpu: ["q4f16", "fp16", "q4", "fp32", "q8"] };
@@ -215,6 +218,7 @@ async function start() {
   });
   $("engine").addEventListener("change", () => fillVariants().catch((e) => fail(describeFailure(e))));
   try {
+    if (!ort) throw new StudioError("ONNX Runtime Web is missing from this studio: run `npm ci` in its folder.");
     await fillVoices();
     if (params.get("voice")) $("voice").value = params.get("voice");
     await fillVariants();
