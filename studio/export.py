@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import audio
 from .config import Settings
 from .errors import StudioError
 
@@ -423,9 +424,8 @@ def check_marvis(engine, onnx_dir: Path, layout: Layout, prompt, text: str, limi
 
 
 def export_marvis(settings: Settings, out: Path, quantized: bool = True, text: str = "Hello from the browser.",
-                  reference=None) -> Check:
+                  reference=None, reference_text: str = "A reference line.") -> Check:
     """Export the Marvis checkpoint of `settings`, check it, and write its variants; returns the check."""
-    from . import audio
     from .engine import create_engine
 
     engine = create_engine(settings, "marvis")
@@ -433,8 +433,8 @@ def export_marvis(settings: Settings, out: Path, quantized: bool = True, text: s
     layout = Layout.of(engine.csm, engine.fingerprint)
     onnx_dir = Path(out) / "onnx"
     export_graphs(engine.csm.float().eval(), layout, onnx_dir)
-    clip = reference if reference is not None else _sine_clip(audio)
-    prompt = engine.make_prompt(clip, "A reference line.", "icl")
+    clip = reference if reference is not None else _sine_clip()
+    prompt = engine.make_prompt(clip, reference_text, "icl")
     check = check_marvis(engine, onnx_dir, layout, prompt, text)
     embeds = prefill_embeds(engine, prompt, text).numpy()
     if quantized:
@@ -445,7 +445,7 @@ def export_marvis(settings: Settings, out: Path, quantized: bool = True, text: s
     return check
 
 
-def _sine_clip(audio):
+def _sine_clip():
     """A stand-in reference when none is given: two seconds of a voiced, speech-level tone."""
     from .config import SAMPLE_RATE
 
@@ -460,11 +460,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="folder to write onnx/*.onnx and config.json into")
     parser.add_argument("--model", default=Settings().marvis_model, help="Hub id or folder of the Marvis checkpoint")
     parser.add_argument("--no-quantize", action="store_true", help="skip the 8-bit and 4-bit variants")
+    parser.add_argument("--reference", help="a voice clip to check with (default: a synthetic tone)")
+    parser.add_argument("--reference-text", default="A reference line.", help="the clip's transcript")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = Settings(marvis_model=args.model, device="cpu", dtype="float32")
     try:
-        check = export_marvis(settings, Path(args.out), quantized=not args.no_quantize)
+        reference = audio.load(args.reference, max_seconds=settings.max_reference_seconds) if args.reference else None
+        check = export_marvis(settings, Path(args.out), quantized=not args.no_quantize, reference=reference,
+                              reference_text=args.reference_text)
     except StudioError as error:
         print(error, file=sys.stderr)
         return 2

@@ -61,9 +61,13 @@ def test_smaller_variants_are_quantized_and_still_run(exported):
         assert 0 < config["check"]["variants"][suffix] < 1.0  # smaller, not equal: reported, never hidden
 
 
-def test_a_folder_that_is_not_marvis_is_refused_with_a_message(tmp_path, capsys):
+def test_a_folder_that_is_not_marvis_is_refused_with_a_message(tmp_path, capsys, marvis_dir):
     assert main(["marvis", "--out", str(tmp_path / "out"), "--model", str(tmp_path)]) == 2
     assert "is not a Marvis (CSM) model folder" in capsys.readouterr().err
+    (tmp_path / "clip.wav").write_bytes(b"RIFF not audio")
+    assert main(["marvis", "--out", str(tmp_path / "out"), "--model", str(marvis_dir), "--reference",
+                 str(tmp_path / "clip.wav")]) == 2
+    assert "could not be decoded as audio" in capsys.readouterr().err
 
 
 def test_the_browsers_prefill_is_the_servers(settings, ja_clips):

@@ -12,8 +12,6 @@ from pathlib import Path
 
 SUFFIXES = {"fp32": "", "fp16": "_fp16", "q8": "_quantized", "q4": "_q4", "q4f16": "_q4f16"}
 WASM_LIMIT = 4 * 1024 ** 3  # WebAssembly's 32-bit address space: the weights must fit below it
-DEFAULT_ORDER = {"wasm": ("fp32", "q8", "fp16", "q4", "q4f16"),  # float32 is fastest in WASM
-                 "webgpu": ("q4f16", "fp16", "q4", "fp32", "q8")}  # 4-bit MatMulNBits is for GPUs
 
 
 @dataclass(frozen=True)
