@@ -15,6 +15,7 @@ const CONTEXT = 10;
 export const GRAPHS = ["embed_tokens", "language_model", "conditional_decoder"];
 
 export class Chatterbox {
+  static unit = "speech tokens";
   constructor(ort, sessions) {
     this.ort = ort;
     this.embed = sessions.embed_tokens;

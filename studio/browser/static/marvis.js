@@ -11,6 +11,7 @@ const CONTEXT = 10;
 
 export class Marvis {
   static repetitionPenalty = false; // CSM's generate has none
+  static unit = "frames of codes";
 
   constructor(ort, sessions, layout) {
     this.ort = ort;

@@ -20,7 +20,7 @@ const ORDER = { wasm: ["fp32", "q8", "fp16", "q4", "q4f16"], webgpu: ["q4f16", "
 const BACKEND_NAMES = { webgpu: "WebGPU", wasm: "WebAssembly" };
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const state = { manifest: null, loaded: null, stopping: false, running: false };
+const state = { loaded: null, stopping: false };
 
 function show(id, text) {
   $(id).textContent = text;
@@ -128,7 +128,6 @@ function sampling(name) {
 
 async function run() {
   fail("");
-  state.running = true;
   state.stopping = false;
   $("speak").disabled = true;
   $("stop").disabled = false;
@@ -166,7 +165,7 @@ async function run() {
     const stopped = state.stopping ? " Stopped." : "";
     show("metrics", `${duration.toFixed(2)} s of audio; first audio after ${(firstAudio ?? seconds).toFixed(2)} s; ` +
       `total ${seconds.toFixed(2)} s (real-time factor ${rtf.toFixed(2)}, measured in this browser); ` +
-      `${result.steps.flat().length} steps.${stopped}`);
+      `${result.steps.reduce((n, sentence) => n + sentence.length, 0)} ${ENGINES[name].unit}.${stopped}`);
     show("status", describeLoaded(loaded) + (state.stopping ? " · stopped" : " · done"));
     const url = URL.createObjectURL(wavBlob(result.samples, rate));
     $("take").src = $("take-link").href = url;
@@ -181,7 +180,6 @@ async function run() {
     show("status", "Not speaking.");
     window.voiceStudioTake = { error: $("error").textContent };
   } finally {
-    state.running = false;
     $("speak").disabled = false;
     $("stop").disabled = true;
   }
