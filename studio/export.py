@@ -464,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-text", default="A reference line.", help="the clip's transcript")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("onnxruntime").setLevel(logging.WARNING)  # its quantizers log every node they skip
     settings = Settings(marvis_model=args.model, device="cpu", dtype="float32")
     try:
         reference = audio.load(args.reference, max_seconds=settings.max_reference_seconds) if args.reference else None
