@@ -39,33 +39,34 @@ export async function forgetOthers(prefix, keep) {
   }
 }
 
-// Every file's bytes; `progress(done, total, fromCache)` as bytes arrive.
-export async function fetchAll(urls, total, progress) {
-  const cache = await openCache();
-  const files = {};
-  let done = 0;
-  let cached = 0;
-  for (const url of urls) {
-    const hit = cache && (await cache.match(url));
+// Graph files one at a time (so a tab holds one graph's bytes while it builds that graph's session), read from
+// Cache Storage when they are there; `progress(done, total, fromCache)` as bytes arrive.
+export class Downloader {
+  constructor(total, progress) {
+    Object.assign(this, { total, progress, done: 0, cached: 0, cache: undefined });
+  }
+
+  async get(url) {
+    if (this.cache === undefined) this.cache = await openCache();
+    const hit = this.cache && (await this.cache.match(url));
     let bytes;
     if (hit) {
       bytes = new Uint8Array(await hit.arrayBuffer());
-      cached += bytes.length;
+      this.cached += bytes.length;
     } else {
-      bytes = await download(url, (n) => progress(done + n, total, false));
-      if (cache) {
+      bytes = await download(url, (n) => this.progress(this.done + n, this.total, false));
+      if (this.cache) {
         try {
-          await cache.put(url, new Response(bytes, { headers: { "Content-Type": "application/octet-stream" } }));
+          await this.cache.put(url, new Response(bytes, { headers: { "Content-Type": "application/octet-stream" } }));
         } catch (error) {
           console.warn("could not keep a graph in Cache Storage", error); // quota: still usable this visit
         }
       }
     }
-    done += bytes.length;
-    files[url] = bytes;
-    progress(done, total, hit !== undefined && hit !== null);
+    this.done += bytes.length;
+    this.progress(this.done, this.total, Boolean(hit));
+    return bytes;
   }
-  return { files, cached };
 }
 
 async function download(url, progress) {

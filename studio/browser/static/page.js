@@ -2,7 +2,7 @@
 
 import { Chatterbox } from "./chatterbox.js";
 import { Marvis } from "./marvis.js";
-import { fetchAll, fetchJson, forgetOthers, StudioError } from "./fetching.js";
+import { Downloader, fetchJson, forgetOthers, StudioError } from "./fetching.js";
 import { StreamPlayer, wavBlob } from "./player.js";
 import { speak } from "./speech.js";
 
@@ -84,29 +84,30 @@ async function loadEngine() {
   if (!variant) throw new StudioError(noVariantMessage(manifest, backend, $("variant").value));
   const key = `${name}/${manifest.fingerprint}/${backend}/${variant.name}`;
   if (state.loaded && state.loaded.key === key) return state.loaded;
+  if (state.loaded) await Promise.all(Object.values(state.loaded.sessions).map((s) => s.release())); // free memory
   state.loaded = null;
   const base = `/browser/api/${name}/graphs/${manifest.fingerprint}/`;
   await forgetOthers(`/browser/api/${name}/graphs/`, base);
   $("download").hidden = false;
   const started = performance.now();
-  const { files, cached } = await fetchAll(Object.keys(variant.files).map((f) => base + f), variant.bytes,
-    (done, total, fromCache) => {
-      $("download-bar").value = total ? done / total : 1;
-      show("download-note", `${fromCache ? "from the browser's cache" : "downloading"}: ` +
-        `${megabytes(done)} of ${megabytes(total)}`);
-    });
-  show("download-note", cached === variant.bytes ? `${megabytes(variant.bytes)} from the browser's cache`
-    : `downloaded ${megabytes(variant.bytes - cached)} (kept in the browser's cache for the next visit)`);
+  const downloads = new Downloader(variant.bytes, (done, total, fromCache) => {
+    $("download-bar").value = total ? done / total : 1;
+    show("download-note", `${fromCache ? "from the browser's cache" : "downloading"}: ` +
+      `${megabytes(done)} of ${megabytes(total)}`);
+  });
   const sessions = {};
   for (const [graph, spec] of Object.entries(variant.graphs)) {
+    const model = await downloads.get(base + spec.model);
+    const externalData = [];
+    for (const file of spec.data) externalData.push({ path: file, data: await downloads.get(base + file) });
     show("status", `Preparing ${graph} on ${BACKEND_NAMES[backend]} ...`);
-    sessions[graph] = await ort.InferenceSession.create(files[base + spec.model], {
-      executionProviders: [backend],
-      externalData: spec.data.map((file) => ({ path: file, data: files[base + file] })),
-    });
+    sessions[graph] = await ort.InferenceSession.create(model, { executionProviders: [backend], externalData });
   }
+  const cached = downloads.cached;
+  show("download-note", cached === variant.bytes ? `${megabytes(variant.bytes)} from the browser's cache`
+    : `downloaded ${megabytes(variant.bytes - cached)} (kept in the browser's cache for the next visit)`);
   const engine = new ENGINES[name](ort, sessions, manifest.layout);
-  state.loaded = { key, engine, manifest, backend, variant, seconds: (performance.now() - started) / 1000,
+  state.loaded = { key, engine, sessions, manifest, backend, variant, seconds: (performance.now() - started) / 1000,
                    cached: cached === variant.bytes };
   window.voiceStudioLoaded = { engine: name, backend, variant: variant.name, bytes: variant.bytes,
                                fromCache: state.loaded.cached };
