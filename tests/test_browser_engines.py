@@ -275,6 +275,10 @@ def test_no_variant_fits_webassembly(graphs_folder, tmp_path, gpu_browser):
         take = speak(page, "Too big.", 3)
         assert "No variant of Chatterbox-Turbo fits WebAssembly: the smallest is 5.37 GB" in take["error"]
         assert "Use a browser with WebGPU" in take["error"] and downloads == []
+        page.select_option("#variant", "fp32")
+        take = speak(page, "Too big.", 3)
+        assert "The fp32 variant of Chatterbox-Turbo (5.37 GB) does not fit WebAssembly" in take["error"]
+        assert downloads == []
         context.close()
     finally:
         demo.close()

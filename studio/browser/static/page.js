@@ -59,7 +59,7 @@ async function detectBackend(choice) {
 // The variant to run: the one asked for, else the best that fits the backend; null when none fits.
 function chooseVariant(manifest, backend, asked) {
   const offered = manifest.variants;
-  if (asked !== "auto") return offered.find((v) => v.name === asked) || null;
+  if (asked !== "auto") return offered.find((v) => v.name === asked && (backend !== "wasm" || v.fits_wasm)) || null;
   const fitting = offered.filter((v) => backend !== "wasm" || v.fits_wasm);
   for (const name of ORDER[backend]) {
     const found = fitting.find((v) => v.name === name);
@@ -69,6 +69,9 @@ function chooseVariant(manifest, backend, asked) {
 }
 
 function noVariantMessage(manifest, backend, asked) {
+  const named = manifest.variants.find((v) => v.name === asked);
+  if (named) return `The ${asked} variant of ${manifest.label} (${megabytes(named.bytes)}) does not fit ` +
+    `${BACKEND_NAMES[backend]}: a WebAssembly tab can address at most 4 GB. Choose a smaller variant or WebGPU.`;
   if (asked !== "auto") return `The ${asked} variant of ${manifest.label} is not in the studio's model folder; ` +
     `it has: ${manifest.variants.map((v) => v.name).join(", ")}.`;
   const smallest = Math.min(...manifest.variants.map((v) => v.bytes));
@@ -173,7 +176,7 @@ async function run() {
     $("take").hidden = $("take-link").hidden = false;
     window.voiceStudioTake = { engine: name, backend: loaded.backend, variant: loaded.variant.name,
       steps: result.steps, samples: Array.from(result.samples), stopped: state.stopping,
-      timeToFirstAudio: firstAudio, realTimeFactor: rtf };
+      timeToFirstAudio: firstAudio, realTimeFactor: rtf, seconds };
   } catch (error) {
     if (error instanceof StudioError && error.status === 401) $("key-row").hidden = false;
     if (player) player.stop();
