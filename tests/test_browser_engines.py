@@ -162,8 +162,8 @@ def test_page_speaks_like_the_server(gpu_browser, studio_url, browser_studio, ba
 @pytest.mark.parametrize("backend", ["wasm", "webgpu"])
 def test_marvis_page_speaks_like_the_server(gpu_browser, studio_url, browser_studio, backend):
     context = gpu_browser.new_context()
-    page = open_page(context, studio_url, f"?backend={backend}&engine=marvis&voice={MARVIS_VOICE}")
-    take = speak(page, frames=MARVIS_FRAMES)
+    page = open_page(context, studio_url, f"?backend={backend}&engine=marvis&voice={MARVIS_VOICE}&variant=fp32")
+    take = speak(page, frames=MARVIS_FRAMES)  # float32: Auto would pick 4-bit on WebGPU
     assert "error" not in take, take
     assert take["engine"] == "marvis" and take["backend"] == backend and take["variant"] == "fp32"
     expected_steps = server_steps(browser_studio, TEXT, MARVIS_FRAMES, "marvis", MARVIS_VOICE)
