@@ -144,6 +144,7 @@ def test_page_speaks_like_the_server(gpu_browser, studio_url, browser_studio, ba
     take = speak(page)
     assert "error" not in take, take
     assert take["backend"] == backend and take["variant"] == "fp32"
+    assert take["cacheLocation"] == ("gpu-buffer" if backend == "webgpu" else "cpu")  # WebGPU keeps its cache
     assert take["steps"] == server_steps(browser_studio, TEXT, FRAMES)
     expected = server_take(browser_studio, TEXT, FRAMES)
     samples = np.array(take["samples"], np.float32)
@@ -166,6 +167,7 @@ def test_marvis_page_speaks_like_the_server(gpu_browser, studio_url, browser_stu
     take = speak(page, frames=MARVIS_FRAMES)  # float32: Auto would pick 4-bit on WebGPU
     assert "error" not in take, take
     assert take["engine"] == "marvis" and take["backend"] == backend and take["variant"] == "fp32"
+    assert take["cacheLocation"] == ("gpu-buffer" if backend == "webgpu" else "cpu")
     expected_steps = server_steps(browser_studio, TEXT, MARVIS_FRAMES, "marvis", MARVIS_VOICE)
     assert [len(s) for s in expected_steps] == [MARVIS_FRAMES, MARVIS_FRAMES] and len(expected_steps[0][0]) == 32
     assert take["steps"] == expected_steps  # every code of every frame

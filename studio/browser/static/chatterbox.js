@@ -3,7 +3,7 @@
 // runs the language model with its key/value cache token by token, and decodes fixed windows of tokens.
 
 import { pick } from "./picking.js";
-import { asType, floats, fromJson, int64, zeros } from "./tensors.js";
+import { asType, floats, fromJson, int64, readFloats, release, zeros } from "./tensors.js";
 import { WindowDecoder } from "./windows.js";
 
 export const START_TOKEN = 6561;
@@ -16,6 +16,7 @@ export const GRAPHS = ["embed_tokens", "language_model", "conditional_decoder"];
 
 export class Chatterbox {
   static unit = "speech tokens";
+  static cachedGraphs = ["language_model"]; // on WebGPU its cache stays on the GPU between steps
   constructor(ort, sessions) {
     this.ort = ort;
     this.embed = sessions.embed_tokens;
@@ -48,22 +49,29 @@ export class Chatterbox {
     let positions = Array.from({ length }, (_, i) => i);
     const history = [START_TOKEN];
     const banned = [START_TOKEN];
-    for (let step = 0; step < limit && !stopped(); step++) {
-      const feeds = { inputs_embeds: embeds, attention_mask: int64(ort, new Array(total).fill(1), [1, total]),
-                      position_ids: int64(ort, positions, [1, positions.length]), ...past };
-      const out = await this.model.run(feeds);
-      const logits = out.logits;
-      const vocab = logits.dims[2];
-      const last = floats(logits).subarray((logits.dims[1] - 1) * vocab, logits.dims[1] * vocab);
-      const token = pick(last.subarray(0, STOP_TOKEN + 1), how, random, history, banned);
-      history.push(token);
-      if (token === STOP_TOKEN) return;
-      await onToken(token);
-      past = {};
-      for (const name of this.pastNames) past[name] = out[name.replace("past_key_values", "present")];
-      embeds = (await this.embed.run({ input_ids: int64(ort, [token], [1, 1]) })).inputs_embeds;
-      total += 1;
-      positions = [positions[positions.length - 1] + 1];
+    try {
+      for (let step = 0; step < limit && !stopped(); step++) {
+        const feeds = { inputs_embeds: embeds, attention_mask: int64(ort, new Array(total).fill(1), [1, total]),
+                        position_ids: int64(ort, positions, [1, positions.length]), ...past };
+        const out = await this.model.run(feeds);
+        release(Object.values(past));
+        past = {};
+        for (const name of this.pastNames) past[name] = out[name.replace("past_key_values", "present")];
+        this.cacheLocation = past[this.pastNames[0]].location; // "gpu-buffer" on WebGPU: no copy per step
+        const logits = out.logits;
+        const vocab = logits.dims[2];
+        const rows = logits.dims[1];
+        const last = (await readFloats(logits)).subarray((rows - 1) * vocab, rows * vocab);
+        const token = pick(last.subarray(0, STOP_TOKEN + 1), how, random, history, banned);
+        history.push(token);
+        if (token === STOP_TOKEN) return;
+        await onToken(token);
+        embeds = (await this.embed.run({ input_ids: int64(ort, [token], [1, 1]) })).inputs_embeds;
+        total += 1;
+        positions = [positions[positions.length - 1] + 1];
+      }
+    } finally {
+      release(Object.values(past));
     }
   }
 

@@ -3,7 +3,7 @@
 // the depth decoder the other codes one by one, and Mimi decodes fixed windows of frames.
 
 import { pick } from "./picking.js";
-import { floats, fromJson, int64, zeros } from "./tensors.js";
+import { floats, fromJson, int64, readFloats, release, zeros } from "./tensors.js";
 import { WindowDecoder } from "./windows.js";
 
 const WINDOW = 5;
@@ -12,6 +12,7 @@ const CONTEXT = 10;
 export class Marvis {
   static repetitionPenalty = false; // CSM's generate has none
   static unit = "frames of codes";
+  static cachedGraphs = ["backbone", "depth_decoder"]; // on WebGPU their caches stay on the GPU between steps
 
   constructor(ort, sessions, layout) {
     this.ort = ort;
@@ -32,9 +33,11 @@ export class Marvis {
     const positions = Array.from({ length }, (_, i) => start + i);
     const out = await this.sessions.backbone.run({ inputs_embeds: embeds,
       position_ids: int64(this.ort, positions, [1, length]), ...past });
+    release(Object.values(past));
     const present = {};
     for (const name of this.backbonePast) present[name] = out[name.replace("past_key_values", "present")];
-    return { logits: floats(out.logits), hidden: out.last_hidden_state, past: present };
+    this.cacheLocation = present[this.backbonePast[0]].location; // "gpu-buffer" on WebGPU: no copy per step
+    return { logits: await readFloats(out.logits), hidden: out.last_hidden_state, past: present };
   }
 
   // One frame of codes: the backbone's first code, then the depth decoder's, each from its own logits.
@@ -47,12 +50,14 @@ export class Marvis {
     while (codes.length < count) {
       const out = await this.sessions.depth_decoder.run({ input_ids: int64(this.ort, ids, [1, ids.length]),
         backbone_hidden: hidden, cache_position: int64(this.ort, positions, [positions.length]), ...past });
-      codes.push(pick(floats(out.logits).subarray(0, size), how, random, [], []));
+      release(Object.values(past));
       past = {};
       for (const name of this.depthPast) past[name] = out[name.replace("past_key_values", "present")];
+      codes.push(pick((await readFloats(out.logits)).subarray(0, size), how, random, [], []));
       ids = [codes[codes.length - 1]];
       positions = [positions[positions.length - 1] + 1];
     }
+    release(Object.values(past));
     return codes;
   }
 
@@ -68,13 +73,18 @@ export class Marvis {
     const { backbone_kv_heads: heads, backbone_head_dim: headDim } = this.layout;
     let step = await this.backbone(new ort.Tensor("float32", joined, [1, length, hidden]), 0,
                                    this.emptyCache(this.backbonePast, heads, headDim));
-    for (let made = 0; made < limit && !stopped(); made++) {
-      const codes = await this.frame(step.logits, step.hidden, how, random);
-      if (codes.slice(0, -1).every((c) => c === this.layout.codebook_eos)) return; // the end-of-audio frame
-      await onFrame(codes);
-      const embeds = (await this.sessions.embed_audio.run({ codes: int64(ort, codes, [1, 1, codes.length]) }))
-        .inputs_embeds;
-      step = await this.backbone(embeds, length + made, step.past);
+    try {
+      for (let made = 0; made < limit && !stopped(); made++) {
+        const codes = await this.frame(step.logits, step.hidden, how, random);
+        release([step.hidden]);
+        if (codes.slice(0, -1).every((c) => c === this.layout.codebook_eos)) return; // the end-of-audio frame
+        await onFrame(codes);
+        const embeds = (await this.sessions.embed_audio.run({ codes: int64(ort, codes, [1, 1, codes.length]) }))
+          .inputs_embeds;
+        step = await this.backbone(embeds, length + made, step.past);
+      }
+    } finally {
+      release([step.hidden, ...Object.values(step.past)]);
     }
   }
 

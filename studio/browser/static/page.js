@@ -104,7 +104,9 @@ async function loadEngine() {
     const externalData = [];
     for (const file of spec.data) externalData.push({ path: file, data: await downloads.get(base + file) });
     show("status", `Preparing ${graph} on ${BACKEND_NAMES[backend]} ...`);
-    sessions[graph] = await ort.InferenceSession.create(model, { executionProviders: [backend], externalData });
+    const onGpu = backend === "webgpu" && ENGINES[name].cachedGraphs.includes(graph);
+    sessions[graph] = await ort.InferenceSession.create(model, { executionProviders: [backend], externalData,
+      ...(onGpu ? { preferredOutputLocation: "gpu-buffer" } : {}) });
   }
   const cached = downloads.cached;
   show("download-note", cached === variant.bytes ? `${megabytes(variant.bytes)} from the browser's cache`
@@ -176,7 +178,7 @@ async function run() {
     $("take").hidden = $("take-link").hidden = false;
     window.voiceStudioTake = { engine: name, backend: loaded.backend, variant: loaded.variant.name,
       steps: result.steps, samples: Array.from(result.samples), stopped: state.stopping,
-      timeToFirstAudio: firstAudio, realTimeFactor: rtf, seconds };
+      timeToFirstAudio: firstAudio, realTimeFactor: rtf, seconds, cacheLocation: loaded.engine.cacheLocation };
   } catch (error) {
     if (error instanceof StudioError && error.status === 401) $("key-row").hidden = false;
     if (player) player.stop();

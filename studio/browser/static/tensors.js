@@ -22,6 +22,18 @@ export function floats(tensor) {
   throw new Error(`expected a float tensor, got ${tensor.type}`);
 }
 
+// Float32 values of a tensor wherever it lives (a WebGPU buffer is read back and released).
+export async function readFloats(tensor) {
+  if (tensor.location === "cpu" || tensor.location === undefined) return floats(tensor);
+  const data = await tensor.getData(true);
+  return tensor.type === "float16" ? Float32Array.from(data, halfToFloat) : data;
+}
+
+// Release tensors kept on the GPU (a key/value cache the next step has replaced).
+export function release(tensors) {
+  for (const tensor of tensors) if (tensor.location === "gpu-buffer") tensor.dispose();
+}
+
 // A float32 array as a tensor of `type` (float32, or float16 for fp16 graphs).
 export function asType(ort, type, values, shape) {
   if (type === "float32") return new ort.Tensor("float32", values, shape);
