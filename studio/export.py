@@ -1,5 +1,5 @@
 """Marvis (CSM) as ONNX graphs for ONNX Runtime (Web): a backbone step and a depth-decoder step, each with an
-explicit key/value cache, the two embeddings, and Mimi's decoder, checked against PyTorch.
+explicit key/value cache, the audio-frame embedding, and Mimi's decoder, checked against PyTorch.
 
     python -m studio.export marvis --out DIR [--model ID_OR_FOLDER] [--no-quantize]
 
@@ -31,7 +31,7 @@ from .errors import StudioError
 
 log = logging.getLogger(__name__)
 
-GRAPHS = ("embed_text", "embed_audio", "backbone", "depth_decoder", "mimi_decoder")
+GRAPHS = ("embed_audio", "backbone", "depth_decoder", "mimi_decoder")  # text is embedded by the studio
 OPSET = 17
 LOGITS_TOLERANCE = 1e-4
 AUDIO_TOLERANCE = 1e-4
@@ -110,15 +110,6 @@ class DepthStep(nn.Module):
         last = self.model.norm(x)[:, -1, :]
         weight = self.head.weight[cache_position[-1] - 1]
         return (last @ weight, *present)
-
-
-class EmbedText(nn.Module):
-    def __init__(self, csm):
-        super().__init__()
-        self.table = csm.embed_text_tokens
-
-    def forward(self, input_ids):
-        return self.table(input_ids)
 
 
 class EmbedAudio(nn.Module):
@@ -209,9 +200,6 @@ def export_graphs(csm, layout: Layout, onnx_dir: Path) -> None:
     d_axes = {name: {0: "batch_size", 2: "past_sequence_length"} for name in d_past}
     d_axes |= {name: {0: "batch_size", 2: "total_sequence_length"} for name in d_present}
     specs = {
-        "embed_text": (EmbedText(csm), (torch.zeros(1, 3, dtype=torch.long),), ["input_ids"], ["inputs_embeds"],
-                       {"input_ids": {0: "batch_size", 1: "sequence_length"},
-                        "inputs_embeds": {0: "batch_size", 1: "sequence_length"}}),
         "embed_audio": (EmbedAudio(csm), (torch.zeros(1, 2, layout.num_codebooks, dtype=torch.long),), ["codes"],
                         ["inputs_embeds"], {"codes": {0: "batch_size", 1: "sequence_length"},
                                             "inputs_embeds": {0: "batch_size", 1: "sequence_length"}}),

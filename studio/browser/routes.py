@@ -83,7 +83,8 @@ class BrowserEngine:
     def prompt(self, engine: Engine, voice_prompt) -> dict:
         raise NotImplementedError
 
-    def token_ids(self, engine: Engine, sentence: str) -> list[int]:
+    def sentence(self, engine: Engine, sentence: str) -> dict:
+        """What the page's loop starts a sentence from (its token ids, or their embeddings)."""
         raise NotImplementedError
 
 
@@ -101,8 +102,8 @@ class ChatterboxInBrowser(BrowserEngine):
     def prompt(self, engine: Engine, voice_prompt) -> dict:
         return engine.prompt_to_tensors(voice_prompt)
 
-    def token_ids(self, engine: Engine, sentence: str) -> list[int]:
-        return engine.tokenizer.encode(sentence).ids
+    def sentence(self, engine: Engine, sentence: str) -> dict:
+        return {"ids": engine.tokenizer.encode(sentence).ids}
 
 
 class MarvisInBrowser(BrowserEngine):
@@ -113,7 +114,7 @@ class MarvisInBrowser(BrowserEngine):
     """
 
     name = "marvis"
-    graphs = ("embed_text", "embed_audio", "backbone", "depth_decoder", "mimi_decoder")
+    graphs = ("embed_audio", "backbone", "depth_decoder", "mimi_decoder")
 
     def model(self, studio: Studio) -> BrowserModel:
         folder = Path(studio.settings.marvis_onnx).expanduser() if studio.settings.marvis_onnx else None
@@ -159,10 +160,16 @@ class MarvisInBrowser(BrowserEngine):
                 self._prefixes.popitem(last=False)
         return {"prefix_embeds": prefix}
 
-    def token_ids(self, engine: Engine, sentence: str) -> list[int]:
+    def sentence(self, engine: Engine, sentence: str) -> dict:
+        """The sentence's turn embedded here: a table lookup, which spares the page a 128k-token table."""
+        import torch
+
         from ..export import text_ids
 
-        return text_ids(engine, sentence)
+        ids = text_ids(engine, sentence)
+        with torch.no_grad():
+            embeds = engine.csm.embed_text_tokens(torch.tensor([ids], device=engine.csm.device)).float()
+        return {"ids": ids, "embeds": tensor_json(embeds)}
 
 
 BROWSER_ENGINES = {engine.name: engine for engine in (ChatterboxInBrowser(), MarvisInBrowser())}
@@ -227,8 +234,8 @@ def text_tokens(studio: Studio, name: str, body: dict) -> dict:
     engine.load()
     sentences = split_sentences(text, language)
     return {"language": language, "budget": studio.settings.max_request_frames, "sentences": [
-        {"text": sentence, "ids": BROWSER_ENGINES[name].token_ids(engine, sentence),
-         "limit": min(max_frames or frame_budget(sentence), studio.settings.max_request_frames)}
+        dict(BROWSER_ENGINES[name].sentence(engine, sentence), text=sentence,
+             limit=min(max_frames or frame_budget(sentence), studio.settings.max_request_frames))
         for sentence in sentences]}
 
 

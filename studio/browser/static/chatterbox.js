@@ -30,10 +30,11 @@ export class Chatterbox {
     this.cacheType = meta && meta.type === "float16" ? "float16" : "float32";
   }
 
-  // Token ids of one sentence, one at a time: `onToken(token)` is awaited after each; stops at STOP_TOKEN,
+  // Speech tokens of one sentence ({ids}), one at a time: `onToken(token)` is awaited after each; stops at STOP_TOKEN,
   // at `limit`, or when `stopped()` says so.
-  async generate(ids, prompt, how, random, limit, stopped, onToken) {
+  async generate(sentence, prompt, how, random, limit, stopped, onToken) {
     const ort = this.ort;
+    const ids = sentence.ids;
     const text = await this.embed.run({ input_ids: int64(ort, ids, [1, ids.length]) });
     const textEmbeds = text.inputs_embeds;
     const conditioning = prompt.audio_features;

@@ -61,15 +61,16 @@ export class Marvis {
     return codes;
   }
 
-  async generate(ids, prompt, how, random, limit, stopped, onFrame) {
+  // Frames of one sentence ({embeds}: its turn embedded by the studio), one at a time.
+  async generate(sentence, prompt, how, random, limit, stopped, onFrame) {
     const ort = this.ort;
-    const text = (await this.sessions.embed_text.run({ input_ids: int64(ort, ids, [1, ids.length]) })).inputs_embeds;
+    const text = fromJson(ort, sentence.embeds);
     const prefix = prompt.prefix_embeds;
     const hidden = prefix.dims[2];
-    const length = prefix.dims[1] + ids.length;
+    const length = prefix.dims[1] + text.dims[1];
     const joined = new Float32Array(length * hidden);
     joined.set(prefix.data);
-    joined.set(floats(text), prefix.data.length);
+    joined.set(text.data, prefix.data.length);
     const { backbone_kv_heads: heads, backbone_head_dim: headDim } = this.layout;
     let step = await this.backbone(new ort.Tensor("float32", joined, [1, length, hidden]), 0,
                                    this.emptyCache(this.backbonePast, heads, headDim));

@@ -23,7 +23,7 @@ function fade(samples, rising) {
   return out;
 }
 
-// Speak `plan.sentences` ({ids, limit}) with `engine`; `onChunk(samples)` gets audio as it is made.
+// Speak `plan.sentences` ({ids or embeds, limit}) with `engine`; `onChunk(samples)` gets audio as it is made.
 // Returns the tokens (or frames) of every sentence and the whole take.
 export async function speak(engine, plan, prompt, how, seed, stopped, onChunk) {
   const random = seeded(seed);
@@ -54,7 +54,7 @@ export async function speak(engine, plan, prompt, how, seed, stopped, onChunk) {
     };
     const decoder = engine.decoder(prompt);
     const made = [];
-    await engine.generate(sentence.ids, prompt, how, random, Math.min(sentence.limit, left), stopped,
+    await engine.generate(sentence, prompt, how, random, Math.min(sentence.limit, left), stopped,
                           async (step) => {
                             made.push(step);
                             await breathe();
