@@ -12,6 +12,7 @@ import signal
 import sys
 
 from studio import connections
+from studio.browser.routes import add_routes as add_browser_routes
 from studio.config import Settings
 from studio.errors import StudioError
 from studio.gate import Gate, LoginThrottle, gradio_login
@@ -50,6 +51,7 @@ def launch(studio: Studio, block: bool = True, quiet: bool = False):
         quiet=quiet,
     )
     add_routes(app, studio)  # routes added to Gradio's own app serve on its port and share link
+    add_browser_routes(app, studio)  # /browser/: engines that run in the listener's browser
     demo.connection_guard = guard(demo, app, settings)
     if block:
         demo.block_thread()

@@ -37,6 +37,7 @@ class Settings:
     engine: str = "qwen"  # the default engine; others load when a voice or column asks for them
     chatterbox_model: str = DEFAULT_CHATTERBOX
     marvis_model: str = DEFAULT_MARVIS
+    marvis_onnx: str = ""  # folder written by `python -m studio.export marvis`: Marvis in the browser page
     device: str = "auto"
     dtype: str = "auto"
     attn: str = "auto"
@@ -154,6 +155,9 @@ def _parser(engines: tuple[str, ...] | None = None) -> argparse.ArgumentParser:
                    help="Hub id or local folder of the Chatterbox-Turbo ONNX export (onnx/*.onnx, tokenizer.json)")
     p.add_argument("--marvis-model", default=d.marvis_model,
                    help="Hub id or local folder of a Marvis TTS (CSM) transformers checkpoint")
+    p.add_argument("--marvis-onnx", default=d.marvis_onnx,
+                   help="folder written by `python -m studio.export marvis --out DIR`: lets the /browser/ page run "
+                        "Marvis in the listener's browser")
     p.add_argument("--device", default=d.device, choices=DEVICES, help="auto picks cuda, then mps, then cpu")
     p.add_argument("--dtype", default=d.dtype, choices=DTYPES,
                    help="auto: bfloat16 on CUDA (float16 without bf16 support); on CPU bfloat16 where the CPU "

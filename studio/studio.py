@@ -20,13 +20,15 @@ from typing import Callable, Iterator
 from . import archive, audio, streaming
 from .config import FRAME_RATE, Settings
 from .engines import MODE_NAMES as MODE_NAMES  # for the doors: they import the core, never an engine
-from .engines import MAX_TAKES, Engine, Sampling, VoicePrompt, check_ref_text, create_engine, engine_names
+from .engines import (MAX_TAKES, Engine, Sampling, VoicePrompt, check_ref_text, create_engine, engine_names,
+                      sentence_budget)
+from .engines.browser import BrowserEngine, BrowserModel, browser_adapter, browser_names
 from .errors import DiskFull, InvalidInput, LibraryBusy, ModelUnavailable, VoiceNotFound
 from .files import TempFiles
 from .languages import normalise_language
 from .library import Library, Voice
 from .quality import Scorer, Scores
-from .text import validate_text
+from .text import split_sentences, validate_text
 from .transcribe import Transcriber, Transcript, suggest_span
 
 log = logging.getLogger(__name__)
@@ -127,6 +129,15 @@ class TrimmedReference:
     transcript: Transcript | None
     note: str
     report: audio.QualityReport
+
+
+@dataclass
+class SentencePlan:
+    """A text as an engine would speak it, for a loop that runs elsewhere (the browser page)."""
+
+    language: str
+    sentences: list[tuple[str, int]]  # each sentence and its limit in the engine's steps
+    budget_steps: int  # the whole request's limit (--max-request-seconds) in the engine's steps
 
 
 @dataclass
@@ -297,6 +308,33 @@ class Studio:
         prompt = self.prompt_for(request.voice, request.reference, request.ref_text, request.mode, request.voice_mode,
                                  engine)
         return engine, streaming.Speech(text, language, prompt, request.sampling)
+
+    # -- engines that run in the listener's browser ----------------------------------------------
+    def browser_names(self) -> tuple[str, ...]:
+        return browser_names()
+
+    def browser_adapter(self, name: str) -> BrowserEngine:
+        return browser_adapter(name)
+
+    def browser_model(self, name: str) -> BrowserModel:
+        """The graphs the page runs for engine `name`, checked against the server engine's model."""
+        return browser_adapter(name).model(self.engine_for(name), self.settings)
+
+    def sentence_plan(self, name: str, text, language: str | None, max_seconds: float | None) -> SentencePlan:
+        """The sentences of `text` and their limits in engine `name`'s steps, checked as any request is."""
+        engine = self.engine_for(name)
+        text = validate_text(text, self.settings.max_text_chars)
+        language = engine.language_for(language)
+        Sampling(max_seconds=max_seconds).validate()
+        engine.load()
+        step = engine.capabilities.step_seconds
+        budget = self.settings.max_request_seconds
+
+        def steps(seconds: float) -> int:
+            return max(1, int(seconds / step + 1e-6))
+
+        return SentencePlan(language, [(s, steps(min(max_seconds or sentence_budget(s), budget)))
+                                       for s in split_sentences(text, language)], steps(budget))
 
     def budget(self) -> streaming.Budget:
         return streaming.Budget(self.settings.max_request_seconds, self.settings.max_generation_seconds)
