@@ -24,6 +24,7 @@ from .engine import (MAX_TAKES, Engine, Sampling, SynthesisRequest, VoicePrompt,
                      frame_budget)
 from .errors import InvalidInput, ModelUnavailable
 from .files import TempFiles
+from .history import History, RecordedStream, TakeRecord
 from .languages import normalise_language
 from .library import Library, Voice, prompt_bytes
 from .quality import Scorer, Scores
@@ -147,6 +148,7 @@ class Studio:
         self.files = TempFiles()
         self.scorer = Scorer(self.transcriber, settings.device)
         self.library.sweep()  # what a killed save left behind, and trash beyond its limit
+        self.history = History(Path(settings.voices_dir) / ".history")  # every take, beside the library
 
     def status(self) -> str:
         """Whether the TTS model is loaded, and where (device, dtype and why)."""
@@ -287,13 +289,40 @@ class Studio:
                 flags.append("The take reached the generation time budget and was cut off.")
             out.append(streaming.Take(samples, engine.capabilities.sample_rate, seed, frames, total, total, 1,
                                       flags))
+            self.remember(request, engine, out[-1], "one-shot" if takes == 1 else "takes")
         return out
 
     def stream(self, request: SpeakRequest, heartbeat: bool = False, progress: Progress | None = None
                ) -> streaming.Stream:
         """Chunks while the model generates; iterate it, then read `.take`."""
         engine, resolved = self.resolve(request, progress)
-        return streaming.stream(engine, resolved, heartbeat=heartbeat)
+        return RecordedStream(streaming.stream(engine, resolved, heartbeat=heartbeat),
+                              lambda take: self.remember(request, engine, take, "stream"))
+
+    def speaker(self, request: SpeakRequest) -> str:
+        """Who a request is heard as: its library voice, the reference clip, or the default voice it fell back to."""
+        if request.voice and request.voice.strip():
+            return request.voice.strip()
+        if request.reference:
+            return "the reference clip"
+        default = self.library.default()
+        return f"{default.name} (the default voice: no voice or reference clip was given)" if default else "none"
+
+    def remember(self, request: SpeakRequest, engine: Engine, take: streaming.Take, source: str,
+                 scores: dict | None = None) -> TakeRecord | None:
+        """Keep a finished take in the history; a full disk costs the history entry, never the take."""
+        voice = (request.voice or "").strip()
+        mode = request.voice_mode or (self.library.get(voice).mode if voice else request.mode)
+        try:
+            return self.history.add(
+                take.samples, take.rate, source=source, text=request.text, language=request.language,
+                voice=self.speaker(request), voice_name=voice, engine=engine.name, mode=mode, seed=take.seed,
+                sampling={k: v for k, v in vars(request.sampling).items() if k != "seed"},
+                duration=round(take.duration, 3), time_to_first_audio=round(take.time_to_first_audio, 3),
+                total_time=round(take.total_time, 3), flags=list(take.flags), scores=scores)
+        except Exception:  # noqa: BLE001 - the take itself is fine; only its history entry is lost
+            log.exception("could not keep a take in the history")
+            return None
 
     # -- quality -----------------------------------------------------------------------------
     def score_take(self, take, reference=None, text: str = "", language: str = "Auto",
@@ -374,6 +403,9 @@ class Studio:
                     yield "chunk", index, number, chunk.samples
                 take = ScoredTake(take_stream.take, self._score(take_stream.take, text, language, reference))
                 scored.append(take)
+                self.remember(SpeakRequest(text, language, column.voice, column.reference, column.ref_text,
+                                           column.mode or "icl", sampling, column.mode, column.engine),
+                              engines[index], take.take, "compare", take.scores.to_dict())
                 yield "scored", index, take
             results.append(ColumnResult(column, sorted(scored, key=lambda t: t.scores.combined, reverse=True)))
         yield "done", results
