@@ -18,7 +18,7 @@ import logging
 import queue
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -34,6 +34,7 @@ from .languages import normalise_language
 from .speech import FORMATS, Encoder, Resampler, check_encoding, check_rate, pcm_bytes
 from .streaming import Stream
 from .studio import SpeakRequest, Studio
+from .tickets import Tickets
 
 log = logging.getLogger(__name__)
 
@@ -155,9 +156,10 @@ class Utterance:
 class SpeakSession:
     """One WebSocket connection: start, then speak messages handled in order; cancel, stop, or close."""
 
-    def __init__(self, studio: Studio, socket):
+    def __init__(self, studio: Studio, socket, prepared: SpeakRequest | None = None):
         self.studio = studio
         self.socket = socket
+        self.prepared = prepared  # a page's ticketed request: its voice, reference, engine and sampling
         self.options: SessionOptions | None = None
         self.pending: asyncio.Queue[Utterance] = asyncio.Queue()
         self.current: Utterance | None = None
@@ -215,6 +217,13 @@ class SpeakSession:
     async def start(self, message: dict) -> None:
         if self.options is not None:
             raise InvalidInput("This session has already started; open a new connection for other settings.")
+        if self.prepared is not None:  # the ticket chose everything but the audio format
+            self.options = SessionOptions(None, None, self.prepared.language, self.prepared.sampling,
+                                          check_rate(message.get("sample_rate", 24000)),
+                                          check_encoding(message.get("encoding", "pcm16")),
+                                          message.get("binary") is True, self.prepared.engine)
+            await self.send({"type": "ready", "session_id": str(uuid.uuid4())})
+            return
         voice = message.get("voice")
         if voice is not None and not isinstance(voice, str):
             raise InvalidInput("voice must be the name of a library voice.")
@@ -293,6 +302,8 @@ class SpeakSession:
         options = self.options
         request = SpeakRequest(utterance.text, options.language, voice=options.voice, sampling=options.sampling,
                                voice_mode=options.mode, engine=options.engine)
+        if self.prepared is not None:
+            request = replace(self.prepared, text=utterance.text)
         pump = utterance.pump = ChunkPump(lambda: self.studio.stream(request))
         resampler = Resampler(self.studio.engine_for(options.engine).capabilities.sample_rate, options.rate)
         total, index = 0, 0
@@ -313,8 +324,11 @@ class SpeakSession:
                 return  # cancel, stop or a closed socket: the client was told, or is gone
             raise
         take = pump.stream.take
+        record = getattr(pump.stream, "record", None)
         await self.send({"type": "complete", "utterance": utterance.number, "samples": total,
-                         "duration": round(total / options.rate, 3), "seed": take.seed, "flags": take.flags})
+                         "duration": round(total / options.rate, 3), "seed": take.seed, "flags": take.flags,
+                         "time_to_first_audio": round(take.time_to_first_audio, 4),
+                         "total_time": round(take.total_time, 4), "take": record.id if record else None})
 
     async def _send_audio(self, number: int, index: int, samples, last: bool) -> None:
         data = pcm_bytes(samples, self.options.encoding)
@@ -373,8 +387,11 @@ def speech_request(body: dict) -> tuple[SpeakRequest, str]:
     return SpeakRequest(text, language, voice=voice, sampling=sampling_from(body), engine=engine), response_format
 
 
-def add_routes(app, studio: Studio) -> None:
-    """Add the WebSocket and the OpenAI-compatible routes to Gradio's FastAPI app."""
+def add_routes(app, studio: Studio, tickets: Tickets | None = None) -> None:
+    """Add the WebSocket and the OpenAI-compatible routes to Gradio's FastAPI app.
+
+    `tickets` admits the studio's own page (its live player) without the API key.
+    """
     settings = studio.settings
 
     def denied(request: Request) -> JSONResponse | None:
@@ -386,13 +403,18 @@ def add_routes(app, studio: Studio) -> None:
 
     @app.websocket("/api/v1/speak")
     async def speak(socket: WebSocket):
+        ticket = socket.query_params.get("ticket")
+        prepared = tickets.take(ticket) if ticket and tickets is not None else None
         try:
-            check_access(settings, socket.headers.get("authorization"))
+            if ticket and prepared is None:
+                raise AccessDenied("This stream ticket is used or expired: click Stream again.")
+            if prepared is None:
+                check_access(settings, socket.headers.get("authorization"))
         except AccessDenied as error:
             await socket.close(code=1008, reason=str(error)[:120])
             return
         await socket.accept()
-        await SpeakSession(studio, socket).run()
+        await SpeakSession(studio, socket, prepared).run()
 
     @app.get("/v1/models")
     async def models(request: Request):
