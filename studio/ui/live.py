@@ -1,0 +1,66 @@
+"""The live player: our own component, fed by the studio's `/api/v1/speak` WebSocket.
+
+Gradio's streaming audio plays through HLS and starts seconds late; this player is a
+gr.HTML whose script (static/live.js) plays each chunk through Web Audio as it arrives.
+A Stream click asks the studio for a ticket: the request is checked here (so a mistake
+shows as an ordinary message), filed under a single-use ticket, and the page opens the
+WebSocket with it: same origin, no API key in the page, and the login still guards it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import gradio as gr
+
+from ..streaming import ChunkPlan
+from ..studio import SpeakRequest, Studio
+from ..text import split_sentences
+from ..tickets import Tickets
+from .common import asset
+
+PLAN_STEPS = 8  # chunk sizes sent to the page; later chunks are the largest size
+# A rough speaking pace, to guess how long a line will be before it is spoken: characters per second.
+PACE = {"Chinese": 5.0, "Japanese": 7.0, "Korean": 6.0}
+DEFAULT_PACE = 14.0
+
+
+def expected_seconds(text: str, language: str) -> float:
+    """About how long `text` takes to say, so the player knows how much is still to come."""
+    pace = PACE.get(language, DEFAULT_PACE)
+    pauses = 0.3 * max(0, len(split_sentences(text, language)) - 1)
+    return round(len(text.strip()) / pace + pauses, 2)
+
+
+def chunk_plan(frame_rate: float, plan: ChunkPlan | None = None) -> list[float]:
+    """Seconds of audio in the stream's first chunks, in order (the last repeats)."""
+    sizes = (plan or ChunkPlan()).sizes()
+    return [round(next(sizes) / frame_rate, 4) for _ in range(PLAN_STEPS)]
+
+
+class LivePlayer:
+    """One live player on the page, started by `trigger` (a CSS selector) and stopped by `stop`."""
+
+    def __init__(self, studio: Studio, tickets: Tickets):
+        self.studio = studio
+        self.tickets = tickets
+
+    def layout(self, trigger: str, stop: str, text: str, elem_id: str) -> gr.HTML:
+        return gr.HTML("", html_template=asset("live.html"), css_template=asset("live.css"),
+                       js_on_load=asset("live.js"), elem_id=elem_id, trigger=trigger, stop=stop, text=text)
+
+    def ticket(self, request: SpeakRequest) -> str:
+        """Check a request the way a stream would, file it, and say how the page should play it (JSON)."""
+        engine, resolved = self.studio.resolve(request)
+        language = request.language if request.language != "Auto" else resolved.language
+        rtf = self.studio.history.real_time_factor(engine.name)
+        return json.dumps({
+            "ticket": self.tickets.issue(request),
+            "text": request.text,
+            "rate": engine.capabilities.sample_rate,
+            "expected": expected_seconds(resolved.text, language),
+            "plan": chunk_plan(engine.capabilities.frame_rate),
+            "rtf": None if rtf is None or not math.isfinite(rtf) else round(rtf, 4),
+            "engine": engine.name,
+        })
