@@ -32,10 +32,10 @@ def exposure_problem(settings: Settings) -> str | None:
     return EXPOSED.format(where=where, voices=settings.voices_dir)
 
 
-def launch(studio: Studio, block: bool = True, quiet: bool = False):
+def launch(studio: Studio, block: bool = True, quiet: bool = False, tickets: Tickets | None = None):
     """Serve the UI and the speech routes on one port (and the share link); returns the Gradio app."""
     settings = studio.settings
-    tickets = Tickets()  # the page's live player opens the speech WebSocket with these, not with the API key
+    tickets = tickets or Tickets()  # the page's live player opens the speech WebSocket with these, not the API key
     demo = StudioUI(studio, tickets).build()
     demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)
     app, _, _ = demo.launch(

@@ -26,11 +26,14 @@ PACE = {"Chinese": 5.0, "Japanese": 7.0, "Korean": 6.0}
 DEFAULT_PACE = 14.0
 
 
-def expected_seconds(text: str, language: str) -> float:
-    """About how long `text` takes to say, so the player knows how much is still to come."""
+def expected_seconds(text: str, language: str, max_frames: int | None = None, frame_rate: float = 12.5) -> float:
+    """About how long `text` takes to say (at most `max_frames` per sentence), so the player knows what is to come."""
+    sentences = len(split_sentences(text, language))
     pace = PACE.get(language, DEFAULT_PACE)
-    pauses = 0.3 * max(0, len(split_sentences(text, language)) - 1)
-    return round(len(text.strip()) / pace + pauses, 2)
+    estimate = len(text.strip()) / pace + 0.3 * max(0, sentences - 1)
+    if max_frames:
+        estimate = min(estimate, sentences * max_frames / frame_rate)
+    return round(estimate, 2)
 
 
 def chunk_plan(frame_rate: float, plan: ChunkPlan | None = None) -> list[float]:
@@ -59,7 +62,8 @@ class LivePlayer:
             "ticket": self.tickets.issue(request),
             "text": request.text,
             "rate": engine.capabilities.sample_rate,
-            "expected": expected_seconds(resolved.text, language),
+            "expected": expected_seconds(resolved.text, language, resolved.sampling.max_frames,
+                                         engine.capabilities.frame_rate),
             "plan": chunk_plan(engine.capabilities.frame_rate),
             "rtf": None if rtf is None or not math.isfinite(rtf) else round(rtf, 4),
             "engine": engine.name,

@@ -87,7 +87,8 @@ function enough(s) {
   const rate = measuredRate(s) ?? hintRate(s);
   if (!rate) return true; // nothing known yet: play at once and learn the rate as it plays
   const plan = s.ticket.plan;
-  let remaining = Math.max(0, s.ticket.expected - s.received);
+  // Past the expected length more may still come: plan for at least two of the largest chunks.
+  let remaining = Math.max(s.ticket.expected - s.received, 2 * plan[plan.length - 1]);
   let have = s.pending.reduce((sum, buffer) => sum + buffer.duration, 0);
   let wait = 0;
   for (let k = s.arrivals.length; remaining > 1e-6 && k < s.arrivals.length + 10000; k++) {
