@@ -1,6 +1,8 @@
 """The web UI in a real browser (Debian chromium driven by Playwright)."""
 
 import re
+import time
+from contextlib import contextmanager
 
 import pytest
 from playwright.sync_api import expect
@@ -61,6 +63,12 @@ def test_preview_streams_then_offers_the_take(page, ja_clips):
     summary = page.locator("#take-summary")
     summary.get_by_text("first audio after").wait_for(timeout=60000)
     expect(summary).to_contain_text("1.92 s of audio", timeout=30000)
+    # The live player played it, and the page shows the delay it measured itself.
+    player = page.locator("#player .live-player")
+    expect(player).to_have_attribute("data-sounded", "1")
+    assert float(player.get_attribute("data-click-to-sound")) > 0
+    expect(summary).to_contain_text("after the click (measured in this browser)")
+    expect(summary).to_contain_text("the reference clip through Qwen3-TTS")
     # The whole take is offered as a downloadable WAV.
     page.locator("#take audio, #take a[download]").first.wait_for(state="attached", timeout=30000)
 
@@ -124,8 +132,12 @@ def test_stop_button_ends_generation(page, ja_clips, engine):
     page.get_by_label("Max frames per sentence (0 = from text)").fill("2000")
     page.get_by_role("button", name="Stream", exact=True).click()
     expect(page.locator("#take-summary")).to_contain_text("Streaming", timeout=60000)
+    player = page.locator("#player .live-player")
+    expect(player).to_have_attribute("data-state", "playing", timeout=60000)
     page.get_by_role("button", name="Stop").click()
-    assert wait_until_idle(engine)
+    expect(player).to_have_attribute("data-state", "stopped")  # the player at once
+    assert wait_until_idle(engine)  # and the server within a step
+    expect(page.locator("#take-summary")).to_contain_text(re.compile(r"Stopped after \d+\.\d s"), timeout=30000)
 
 
 def serve(settings, voices_dir):
@@ -190,3 +202,93 @@ def test_engine_choice_offers_only_what_the_engine_can_do(page, tmp_path):
     page.locator("#preview-engine input").click()
     page.get_by_role("option", name="Qwen3-TTS").click()
     expect(page.locator("#engine-note")).to_contain_text("ICL (audio + transcript)", timeout=30000)
+
+
+def prepared_preview(page, entry, text, max_frames):
+    page.get_by_role("tab", name="Preview").click()
+    page.locator("#preview-reference input[type=file]").set_input_files(str(entry["path"]))
+    page.get_by_label("Reference transcript (ref_text)").fill(entry["text"])
+    page.get_by_label("Text to speak").fill(text)
+    page.get_by_text("Sampling").click()
+    page.get_by_label("Max frames per sentence (0 = from text)").fill(str(max_frames))
+
+
+def played_to_the_end(page, number):
+    """Wait for the player's stream `number` to finish; its data attributes."""
+    player = page.locator("#player .live-player")
+    expect(player).to_have_attribute("data-streams", str(number), timeout=60000)
+    expect(player).to_have_attribute("data-state", re.compile("done|error|stopped"), timeout=60000)
+    return page.evaluate("Object.assign({}, document.querySelector('#player .live-player').dataset)")
+
+
+def test_live_player_plays_five_streams_in_a_row_and_ctrl_enter_streams(page, ja_clips, tmp_path):
+    prepared_preview(page, ja_clips[0], "Again and again.", 12)
+    seeds = set()
+    for number in range(1, 6):
+        if number == 5:
+            page.locator("#preview-text textarea").press("Control+Enter")
+        else:
+            page.locator("#preview-stream").click()
+        state = played_to_the_end(page, number)
+        assert state["state"] == "done" and state["sounded"] == str(number)
+        assert float(state["clickToSound"]) > 0
+        summary = page.locator("#take-summary")
+        expect(summary).to_contain_text("0.96 s of audio", timeout=30000)
+        seeds.add(re.search(r"seed (\d+)", summary.inner_text()).group(1))
+    assert len(seeds) == 5  # five takes, each landed in the Take player
+    assert page.locator("#preview-text textarea").input_value() == "Again and again."  # no newline typed
+    page.screenshot(path=str(tmp_path / "five-streams.png"), full_page=True)
+
+
+@contextmanager
+def throttled(engine, seconds_per_frame):
+    """The engine's real frame loop, made as slow as a CPU that only just keeps up (each frame sleeps)."""
+    talker = engine.talker
+    original = talker.predict
+
+    def predict(*args, **kwargs):
+        started = time.perf_counter()
+        result = original(*args, **kwargs)
+        time.sleep(max(0.0, seconds_per_frame - (time.perf_counter() - started)))
+        return result
+
+    talker.predict = predict
+    try:
+        yield
+    finally:
+        del talker.predict
+
+
+def test_live_player_holds_back_at_real_time_factor_one_and_does_not_stall(page, ja_clips, engine):
+    """At real-time factor 1 the player learns the rate and then holds back enough that nothing stalls."""
+    prepared_preview(page, ja_clips[0], "Hold back just enough audio, then play it all.", 40)
+    with throttled(engine, 1 / engine.capabilities.frame_rate):
+        page.locator("#preview-stream").click()
+        played_to_the_end(page, 1)  # the first stream on a page may stall once: it learns the rate
+        page.locator("#preview-stream").click()
+        state = played_to_the_end(page, 2)
+    assert state["state"] == "done" and state["stalls"] == "0"
+    assert float(state["lead"]) > 0.2  # it held audio back before it started
+    expect(page.locator("#player .live-figures")).to_contain_text("0 stalls")
+
+
+def test_take_history_lists_plays_reuses_and_survives_a_reload(page, browser, live_server, ja_clips):
+    prepared_preview(page, ja_clips[1], "Remember this take.", 6)
+    page.locator("#preview-stream").click()
+    played_to_the_end(page, 1)
+    table = page.locator("#history-table")
+    expect(table).to_contain_text("Remember this take.", timeout=30000)
+    fresh = browser.new_page()
+    fresh.goto(live_server)
+    fresh.get_by_role("tab", name="Preview").click()
+    expect(fresh.locator("#history-table")).to_contain_text("Remember this take.", timeout=30000)
+    fresh.locator("#history-table").get_by_text("Remember this take.").first.click()
+    fresh.locator("#history-take audio, #history-take a[download]").first.wait_for(state="attached", timeout=30000)
+    expect(fresh.locator("#history-details")).to_contain_text("the reference clip")
+    fresh.get_by_label("Text to speak").fill("Something else.")
+    fresh.get_by_role("button", name="Use these settings again").click()
+    expect(fresh.locator("#preview-text textarea")).to_have_value("Remember this take.", timeout=30000)
+    expect(fresh.locator("#history-message")).to_contain_text("uploaded reference clip")
+    fresh.get_by_role("button", name="Approve into the voice").click()
+    fresh.get_by_text("save the voice on the Library tab first").first.wait_for(timeout=30000)
+    fresh.close()
