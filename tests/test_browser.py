@@ -182,9 +182,13 @@ def test_preview_offers_several_takes_side_by_side(page, ja_clips, tmp_path):
     takes.press("Enter")
     page.get_by_role("button", name="Synthesize (one shot)").click()
     page.locator("#take-summary").get_by_text("3 takes in one batch").wait_for(timeout=60000)
-    for n in range(3):
-        expect(page.locator(f"#preview-take-{n}")).to_be_visible()
-    expect(page.locator("#preview-take-3")).to_be_hidden()
+    # They are picked from the take history: the three newest rows, each playable.
+    table = page.locator("#history-table")
+    expect(table.get_by_role("button", name="takes", exact=True)).to_have_count(3, timeout=30000)
+    expect(table.get_by_role("button", name="Pick the take you like.")).to_have_count(3)
+    table.get_by_role("button", name="Pick the take you like.").nth(1).click()
+    expect(page.locator("#history-details")).to_contain_text("seed", timeout=30000)
+    page.locator("#history-take audio, #history-take a[download]").first.wait_for(state="attached", timeout=30000)
     page.screenshot(path=str(tmp_path / "preview-takes.png"), full_page=True)
 
 
