@@ -286,7 +286,7 @@ def test_take_history_lists_plays_reuses_and_survives_a_reload(page, browser, li
     fresh.goto(live_server)
     fresh.get_by_role("tab", name="Preview").click()
     expect(fresh.locator("#history-table")).to_contain_text("Remember this take.", timeout=30000)
-    fresh.locator("#history-table").get_by_text("Remember this take.").first.click()
+    fresh.locator("#history-table").get_by_role("button", name="Remember this take.").first.click()
     fresh.locator("#history-take audio, #history-take a[download]").first.wait_for(state="attached", timeout=30000)
     expect(fresh.locator("#history-details")).to_contain_text("the reference clip")
     fresh.get_by_label("Text to speak").fill("Something else.")
@@ -296,3 +296,52 @@ def test_take_history_lists_plays_reuses_and_survives_a_reload(page, browser, li
     fresh.get_by_role("button", name="Approve into the voice").click()
     fresh.get_by_text("save the voice on the Library tab first").first.wait_for(timeout=30000)
     fresh.close()
+
+
+def test_library_table_and_voice_lists_stay_true(settings, browser, tmp_path, ja_clips):
+    """Save, duplicate, select, refresh and delete: the table, the hint and Preview's list follow at once."""
+    demo, url = serve(settings, tmp_path / "fresh-voices")
+    try:
+        page = browser.new_page()
+        page.goto(url)
+        entry = ja_clips[2]
+        page.get_by_role("tab", name="Preview").click()
+        page.locator("#preview-reference input[type=file]").set_input_files(str(entry["path"]))
+        page.get_by_label("Reference transcript (ref_text)").fill(entry["text"])
+        page.get_by_role("tab", name="Library").click()
+        message, table = page.locator("#library-message"), page.locator("#voice-table")
+        expect(message).to_contain_text("The library is empty", timeout=30000)
+        for name in ("First", "Second"):
+            page.locator("#save-name textarea, #save-name input").first.fill(name)
+            page.get_by_role("button", name="Save voice").click()
+            expect(message).to_contain_text(f"Saved '{name}'", timeout=60000)
+            expect(table.get_by_role("button", name=name, exact=True)).to_be_visible(timeout=30000)
+        expect(message).not_to_contain_text("empty")
+        table.get_by_role("button", name="First", exact=True).click()  # a row selects its voice
+        expect(page.locator("#library-voice input")).to_have_value("First", timeout=30000)
+        page.get_by_label("New name (for Rename / Duplicate)").fill("Third")
+        page.get_by_role("button", name="Duplicate").click()
+        for name in ("First", "Second", "Third"):  # the table grew past the rows it had
+            expect(table.get_by_role("button", name=name, exact=True)).to_be_visible(timeout=30000)
+        expect(page.locator("#library-voice input")).to_have_value("Third", timeout=30000)
+        page.get_by_role("button", name="Refresh").click()
+        page.wait_for_timeout(1000)
+        expect(page.locator("#library-voice input")).to_have_value("Third")  # Refresh keeps the selection
+        page.get_by_role("tab", name="Preview").click()
+        page.locator("#preview-voice input").click()
+        expect(page.get_by_role("option", name="Third")).to_be_visible(timeout=30000)
+        page.get_by_role("option", name="Third").click()
+        # A library voice brings its own clip: the clip fields are visibly not used.
+        expect(page.locator("#preview-ref-text textarea")).to_be_disabled(timeout=30000)
+        page.get_by_role("tab", name="Library").click()
+        for name in ("Third", "Second", "First"):
+            page.locator("#library-voice input").click()
+            page.get_by_role("option", name=name, exact=True).click()
+            page.get_by_role("button", name="Delete", exact=True).click()
+            expect(message).to_contain_text(f"Deleted '{name}'", timeout=30000)
+        expect(message).to_contain_text("Undo delete brings it back", timeout=30000)  # the hint stays ...
+        expect(message).to_contain_text("The library is empty")  # ... beside the empty-library line
+        page.screenshot(path="/tmp/library-emptied.png", full_page=True)
+        page.close()
+    finally:
+        demo.close()

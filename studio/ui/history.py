@@ -32,7 +32,7 @@ class HistoryPanel:
         h = {}
         with gr.Accordion(f"Take history (the last {SHOWN}, kept across restarts)", open=True,
                           elem_id="history"):
-            h["table"] = gr.Dataframe(*self.listing()[:1], headers=COLUMNS, interactive=False, wrap=True,
+            h["table"] = gr.Dataframe(self.rows()[0], headers=COLUMNS, interactive=False, wrap=True,
                                       elem_id="history-table", max_height=360)
             h["ids"] = gr.State([r.id for r in self.studio.history.recent(SHOWN)])
             h["chosen"] = gr.State(None)
@@ -52,6 +52,11 @@ class HistoryPanel:
         return [h["table"], h["ids"]]
 
     def listing(self):
+        """The table and its take ids (emptied first: Gradio 6.17's table never grows past its first row count)."""
+        yield None, gr.skip()
+        yield self.rows()
+
+    def rows(self):
         records = self.studio.history.recent(SHOWN)
         return [row(r) for r in records] or [[""] * len(COLUMNS)], [r.id for r in records]
 

@@ -139,8 +139,12 @@ class LibraryTab:
             names = self.studio.voice_names()
             choice = keep if keep in names else None
             rows = voice_rows(self.studio.library.list(query_text or ""))
-            return (gr.update(value=rows), gr.update(choices=names, value=choice),
-                    gr.update(choices=voice_choices()), library_message(message, bool(names)))
+            yield regrown()  # Gradio 6.17's table shows no more rows than it first had, unless emptied first
+            yield (gr.update(value=rows), gr.update(choices=names, value=choice),
+                   gr.update(choices=voice_choices()), library_message(message, bool(names)))
+
+        def regrown():
+            return gr.update(value=None), gr.skip(), gr.skip(), gr.skip()
 
         def after(event, keep_from=None):
             event.then(refreshed, inputs=[w["query"], keep_from or w["selected"], w["message"]], outputs=listing,
