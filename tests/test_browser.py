@@ -345,3 +345,26 @@ def test_library_table_and_voice_lists_stay_true(settings, browser, tmp_path, ja
         page.close()
     finally:
         demo.close()
+
+
+def test_one_click_clone_takes_a_dropped_clip_to_preview(page, ja_clips, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    gap = np.zeros(14400, np.float32)
+    joined = np.concatenate([part for e in ja_clips for part in (sf.read(e["path"], dtype="float32")[0], gap)])
+    path = tmp_path / "dropped.wav"
+    sf.write(path, joined, 24000)
+    page.get_by_role("tab", name="Reference").click()
+    page.locator("#reference-upload input[type=file]").set_input_files(str(path))
+    page.get_by_role("button", name="One-click clone").click()
+    page.get_by_role("tab", name="Preview", selected=True).wait_for(timeout=180000)
+    ref_text = page.get_by_label("Reference transcript (ref_text)")
+    expect(ref_text).to_have_value(re.compile("会議|天気|散歩"), timeout=30000)
+    summary = page.locator("#take-summary")
+    expect(summary).to_contain_text("One-click clone")
+    for step in ("Cleaned", "(chosen)", "Kept", "Checked"):
+        expect(summary).to_contain_text(step)
+    page.screenshot(path="/tmp/one-click.png", full_page=True)
+    page.get_by_role("tab", name="Reference").click()
+    expect(page.locator("#reference-detected")).to_contain_text("Japanese** (chosen)".replace("**", ""))

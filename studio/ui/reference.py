@@ -14,6 +14,11 @@ from ..languages import LANGUAGES
 from ..studio import Studio
 from .common import HUM_CHOICES, clean_options, progress_reporter, user_errors
 
+
+def audio_defaults():
+    """The cleaning one click uses: the Cleaning panel's defaults."""
+    return clean_options()
+
 OPTION_KEYS = ("mono", "resample", "remove_dc", "trim_silence", "normalize", "denoise", "hum", "tail_ms")
 
 
@@ -53,6 +58,28 @@ class ReferenceTab:
     def transcribe(self, reference, language="Japanese", progress=gr.Progress()):
         """Whisper transcript with detected language, probability and word timestamps (JSON)."""
         return self.studio.transcribe(reference, language, progress=progress_reporter(progress)).to_dict()
+
+    def clone_reference(self, reference, language="Auto", start=0.0, end=0.0, progress=gr.Progress()):
+        """One click from a dropped clip to a ready reference: clean, transcribe, trim to 3-15 s at word
+        boundaries, check. Returns the reference WAV, its transcript (JSON, with words) and what was done."""
+        studio = self.studio
+        report = progress_reporter(progress)
+        report("Cleaning the clip ...")
+        cleaned = studio.prepare_reference(reference, start or 0.0, end or 0.0, audio_defaults())
+        cleaned_path = studio.write_wav(cleaned.cleaned, "reference")
+        report("Transcribing ...")
+        transcript = studio.transcribe(cleaned_path, language)
+        done = "; ".join(step.rstrip(".") for step in cleaned.report.steps) or "nothing needed"
+        steps = [f"Cleaned ({cleaned.raw.duration:.1f} s in): {done}.",
+                 detected_line(transcript.to_dict(), language)]
+        report("Trimming to the best span ...")
+        trimmed = studio.suggest_reference(cleaned_path, transcript)
+        steps.append(trimmed.note or f"Kept all {trimmed.clip.duration:.1f} s.")
+        path = studio.write_wav(trimmed.clip, "reference")
+        checked = studio.approve_reference(path)
+        steps.append("Checked: " + checked.advice().replace("\n", " "))
+        transcript = trimmed.transcript or transcript
+        return str(path), transcript.to_dict(), steps
 
     # -- layout --------------------------------------------------------------------------------
     def layout(self) -> dict:
@@ -159,6 +186,24 @@ class ReferenceTab:
                 raise InvalidInput("Clean the clip first (Clean and check).")
             studio.approve_reference(after)
             return after, ref_text, "", upload, gr.Tabs(selected="preview")
+
+        def one_click(upload, language, start, end, progress=gr.Progress()):
+            if not upload:
+                raise InvalidInput("Drop or record a clip first; one click then makes it a ready reference.")
+            path, transcript, steps = self.clone_reference(upload, language, start, end, progress)
+            note = "**One-click clone** (the result is loaded in Preview):\n" + "\n".join(f"- {s}" for s in steps)
+            return (path, transcript, transcript["text"], note, detected_line(transcript, language),
+                    unsure_words(transcript), path, transcript["text"], "", upload, gr.Tabs(selected="preview"), note)
+
+        c["one_click"].click(user_errors(one_click), inputs=[c["upload"], c["language"], c["start"], c["end"]],
+                             outputs=[c["after"], c["transcript"], c["ref_text"], c["one_click_note"], c["detected"],
+                                      c["unsure"], preview["reference"], preview["ref_text"], preview["voice"],
+                                      preview["original"], tabs, preview["summary"]],
+                             api_visibility="private")
+        api_clone = [gr.File(visible=False), gr.JSON(visible=False), gr.JSON(visible=False)]
+        gr.Button(visible=False).click(user_errors(self.clone_reference),
+                                       inputs=[c["upload"], c["language"], c["start"], c["end"]],
+                                       outputs=api_clone, api_name="clone_reference")
 
         c["use"].click(user_errors(use_clip), inputs=[c["after"], c["ref_text"], c["upload"]],
                        outputs=[preview["reference"], preview["ref_text"], preview["voice"], preview["original"],
