@@ -10,7 +10,7 @@
 
 const MARGIN = 1.15; // arrival times are stretched by this much when deciding how much to hold back
 const JITTER = 0.03; // seconds of slack for the network and the event loop
-const LEAD = 0.01; // seconds between scheduling a buffer and its start
+const LEAD = 0.003; // seconds between scheduling the first buffer and its start
 let context = null;
 let current = null; // the stream playing now
 let clickedAt = null; // performance.now() of the click (or Ctrl+Enter) that asked for the next stream
