@@ -28,7 +28,7 @@ from .history import History, RecordedStream, TakeRecord
 from .languages import normalise_language
 from .library import Library, Voice, prompt_bytes
 from .quality import Scorer, Scores
-from .text import validate_text
+from .text import check_script, validate_text
 from .transcribe import Transcriber, Transcript, suggest_span
 
 log = logging.getLogger(__name__)
@@ -254,6 +254,7 @@ class Studio:
         engine = self.engine_for(request.engine)
         text = validate_text(request.text, self.settings.max_text_chars)
         language = engine.language_for(request.language)
+        check_script(text, engine.languages(), engine.label)
         request.sampling.validate()
         if request.reference and not (request.voice or "").strip():
             check_ref_text(request.ref_text, engine.mode_for(request.mode), self.settings.max_ref_text_chars)
@@ -388,6 +389,8 @@ class Studio:
         request.sampling.validate()
         engines = [self.engine_for(column.engine) for column in request.columns]
         languages = [engine.language_for(language) for engine in engines]
+        for engine in engines:
+            check_script(text, engine.languages(), engine.label)
         for engine in engines:
             engine.load()
         prompts = [self._column_prompt(column, engine) for column, engine in zip(request.columns, engines)]

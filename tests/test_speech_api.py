@@ -473,3 +473,26 @@ def test_openai_route_and_websocket_can_use_another_engine(live_server, voice, o
     assert refused["type"] == "error" and "mode must be one of: xvector" in refused["message"]
     models = [m["id"] for m in httpx.get(live_server + "v1/models", timeout=30).json()["data"]]
     assert "chatterbox-turbo" in models
+
+
+def test_japanese_text_to_an_english_only_engine_is_refused_in_every_door(live_server, voice, studio):
+    """Before any generation: the OpenAI route, the WebSocket and the core say which engine cannot speak it."""
+    from studio.errors import InvalidInput
+    from studio.studio import SpeakRequest
+
+    body = {"model": "chatterbox-turbo", "input": "今日はいい天気ですね。", "response_format": "pcm"}
+    refused = httpx.post(live_server + "v1/audio/speech", json=body, timeout=60)
+    assert refused.status_code == 400
+    assert "written in Japanese, and Chatterbox-Turbo speaks English only" in refused.json()["error"]["message"]
+
+    async def socket_door():
+        async with websockets.connect(ws_url(live_server)) as socket:
+            await start(socket, engine="chatterbox-turbo")
+            await socket.send(json.dumps({"type": "speak", "text": "今日はいい天気ですね。"}))
+            return await receive(socket)
+
+    answer = run_async(socket_door())
+    assert answer["type"] == "error" and "Chatterbox-Turbo speaks English only" in answer["message"]
+    with pytest.raises(InvalidInput, match="Marvis TTS speaks English only"):
+        studio.resolve(SpeakRequest("こんにちは", "Auto", engine="marvis"))
+
