@@ -79,7 +79,8 @@ def optional(module: str, package: str, purpose: str, install: str):
 
 def normalise_text(text: str, language: str) -> str:
     """Lower case, numbers written out, no punctuation; CJK without spaces."""
-    num2words = optional("num2words", "num2words", "scoring the error rate", "pip install -r requirements.txt").num2words
+    num2words = optional("num2words", "num2words", "scoring the error rate",
+                         "pip install -r requirements.txt").num2words
     code = code_for(language) or "en"
 
     def spell(match: re.Match) -> str:

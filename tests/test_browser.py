@@ -385,3 +385,21 @@ def test_every_tab_is_usable_at_390_px(browser, live_server):
     # The page itself never scrolls sideways; wide tables scroll inside themselves.
     assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1
     page.close()
+
+
+def test_compare_shows_each_column_as_it_is_done(page, ja_clips):
+    entry = ja_clips[0]
+    page.get_by_role("tab", name="Preview").click()
+    page.locator("#preview-reference input[type=file]").set_input_files(str(entry["path"]))
+    page.get_by_label("Reference transcript (ref_text)").fill(entry["text"])
+    page.get_by_role("tab", name="Compare").click()
+    page.locator("#compare-source-1 input").click()
+    page.get_by_role("option", name="Reference clip (Preview tab)").click()
+    page.get_by_label("Max frames per sentence (0 = from text)").fill("6")
+    page.locator("#compare-run").click()
+    for column in (0, 1):  # each column's own result: its take, its picture, its scores
+        expect(page.locator(f"#compare-scores-{column}")).to_contain_text("combined", timeout=240000)
+        page.locator(f"#compare-take-{column} audio, #compare-take-{column} a[download]").first.wait_for(
+            state="attached", timeout=30000)
+    expect(page.locator("#compare-table")).to_contain_text("Speaker similarity", timeout=60000)
+    page.screenshot(path="/tmp/compare.png", full_page=True)

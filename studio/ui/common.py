@@ -144,9 +144,8 @@ def mode_choices(modes) -> list[tuple[str, str]]:
     return [(MODE_LABELS.get(mode, mode), mode) for mode in modes]
 
 
-def engine_note(engine: Engine) -> str:
-    """What an engine can do, in a line, derived from its capabilities."""
-    caps = engine.capabilities
+def engine_note(label: str, caps) -> str:
+    """What an engine can do, in a line, derived from its capabilities (any languages, any cloning modes)."""
     if len(caps.languages) == 1:
         languages = f"{caps.languages[0]} only"
     else:
@@ -158,7 +157,7 @@ def engine_note(engine: Engine) -> str:
         modes = " or ".join(MODE_LABELS.get(mode, mode) for mode in caps.modes)
     tags = "; paralinguistic tags such as [laugh], [sigh], [chuckle]" if caps.tags else ""
     unit = 1000 / caps.frame_rate
-    return f"**{engine.label}**: {languages}; {modes}{tags}; streams in steps of {unit:.0f} ms."
+    return f"**{label}**: {languages}; {modes}{tags}; streams in steps of {unit:.0f} ms."
 
 
 def sampling_record(sampling: Sampling) -> dict:

@@ -12,7 +12,7 @@ from ..config import ENGINES, SAMPLE_RATE
 from ..errors import InvalidInput
 from ..languages import LANGUAGES
 from ..quality import picture
-from ..studio import MAX_COLUMNS, Column, CompareRequest, NewVoice, Studio
+from ..studio import MAX_COLUMNS, Column, ColumnResult, CompareRequest, NewVoice, Studio
 from .common import Sampling, progress_reporter, sampling_record, to_gradio_audio, user_errors
 
 REFERENCE_COLUMN = "Reference clip (Preview tab)"
@@ -192,28 +192,54 @@ class CompareTab:
                 update[-2] = "Scores load the speaker encoder and Whisper on first use; the first comparison waits " \
                              "for them once."
                 yield update
-            state = []
+            state, scored, working = [], {}, None
+            columns_by_position = [index for index, _ in chosen]
+            update = blank()
+            for position, index in enumerate(columns_by_position):
+                update[index * len(per_column) + 2] = "Waiting for its turn ..."
+            yield update
+
+            def shown(position, result):
+                """A column's best take, picture and scores, as soon as its last take is scored."""
+                index = columns_by_position[position]
+                best = result.best
+                clip = audio.Clip(best.take.samples, best.take.rate, "take")
+                take_path = studio.write_wav(clip, "compare")
+                picture_path = studio.files.path("picture", ".png")
+                picture(clip).save(picture_path)
+                state.append(dict(index=index, voice=result.column.voice, mode=result.column.mode,
+                                  engine=result.column.engine or studio.engine.name,
+                                  take=str(take_path), seed=best.take.seed, text=request.text,
+                                  language=request.language, takes=request.takes,
+                                  **sampling_record(request.sampling)))
+                return index * len(per_column), [str(take_path), str(picture_path), column_markdown(result)]
+
             for event in studio.compare_events(request):
                 update = blank()
                 if event[0] == "chunk":
-                    if not len(event[3]):
+                    position, number = event[1], event[2]
+                    news = (position, number) != working or len(event[3])
+                    if (position, number) != working:  # progress per column and take
+                        working = (position, number)
+                        update[columns_by_position[position] * len(per_column) + 2] = (
+                            f"Generating take {number + 1} of {request.takes} ...")
+                    if len(event[3]):
+                        update[-3] = to_gradio_audio(event[3], SAMPLE_RATE)
+                    if not news:
                         continue
-                    update[-3] = to_gradio_audio(event[3], SAMPLE_RATE)
+                elif event[0] == "scored":
+                    position, take = event[1], event[2]
+                    scored.setdefault(position, []).append(take)
+                    base = columns_by_position[position] * len(per_column)
+                    if len(scored[position]) < request.takes:
+                        update[base + 2] = (f"Take {len(scored[position])} of {request.takes} scored: combined "
+                                            f"{take.scores.combined:.3f}.")
+                    else:
+                        ranked = sorted(scored[position], key=lambda t: t.scores.combined, reverse=True)
+                        base, values = shown(position, ColumnResult(request.columns[position], ranked))
+                        update[base:base + 3] = values
+                        update[-1] = list(state)
                 elif event[0] == "done":
-                    for position, result in enumerate(event[1]):
-                        index = chosen[position][0]
-                        best = result.best
-                        clip = audio.Clip(best.take.samples, best.take.rate, "take")
-                        take_path = studio.write_wav(clip, "compare")
-                        picture_path = studio.files.path("picture", ".png")
-                        picture(clip).save(picture_path)
-                        base = index * len(per_column)
-                        update[base:base + 3] = [str(take_path), str(picture_path), column_markdown(result)]
-                        state.append(dict(index=index, voice=result.column.voice, mode=result.column.mode,
-                                          engine=result.column.engine or studio.engine.name,
-                                          take=str(take_path), seed=best.take.seed, text=request.text,
-                                          language=request.language, takes=request.takes,
-                                          **sampling_record(request.sampling)))
                     update[-2], update[-1] = score_table(event[1]), state
                 yield update
 

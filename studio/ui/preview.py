@@ -148,7 +148,7 @@ class PreviewTab:
             with gr.Column():
                 p["engine"] = gr.Dropdown(self.engine_choices(), value=engine.name, label="Engine",
                                           elem_id="preview-engine")
-                p["engine_note"] = gr.Markdown(engine_note(engine), elem_id="engine-note")
+                p["engine_note"] = gr.Markdown(engine_note(engine.label, engine.capabilities), elem_id="engine-note")
                 # Custom values: voices saved after the page was built are valid too; the library checks names.
                 p["voice"] = gr.Dropdown(self.voice_choices(), value="", label="Voice", allow_custom_value=True,
                                          info="A library voice, or the reference clip below (when none is "
@@ -266,7 +266,7 @@ class PreviewTab:
         language = language if language in languages else languages[0]
         mode = mode if mode in caps.modes else caps.modes[0]
         return (gr.update(choices=languages, value=language), gr.update(choices=mode_choices(caps.modes), value=mode),
-                engine_note(engine))
+                engine_note(engine.label, engine.capabilities))
 
     def voice_form(self, voice, engine_name):
         """A library voice brings its own reference: the clip fields are disabled, the mode shows the voice's."""
