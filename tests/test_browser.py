@@ -403,3 +403,14 @@ def test_compare_shows_each_column_as_it_is_done(page, ja_clips):
             state="attached", timeout=30000)
     expect(page.locator("#compare-table")).to_contain_text("Speaker similarity", timeout=60000)
     page.screenshot(path="/tmp/compare.png", full_page=True)
+
+
+def test_stop_during_a_one_shot_says_how_long_it_ran(page, ja_clips, engine):
+    prepared_preview(page, ja_clips[0], "A long one-shot take.", 2000)
+    page.locator("#preview-synthesize").click()
+    deadline = time.monotonic() + 60
+    while not engine.busy and time.monotonic() < deadline:  # generation has started (a bound, not a timing)
+        time.sleep(0.05)
+    page.locator("#preview-stop").click()
+    expect(page.locator("#take-summary")).to_contain_text(re.compile(r"Stopped after \d+\.\d s"), timeout=30000)
+    assert wait_until_idle(engine)
