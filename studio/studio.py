@@ -159,19 +159,18 @@ class Studio:
         return audio.write_wav(clip.samples, clip.rate, self.files.path(stem, ".wav"))
 
     # -- references --------------------------------------------------------------------------
-    def reference_clip(self, reference: str | Path | None) -> audio.Clip:
-        """An uploaded clip, decoded within the upload and reference limits."""
+    def reference_clip(self, reference: str | Path | None, span: tuple[float, float | None] | None = None
+                       ) -> audio.Clip:
+        """An uploaded clip, decoded within the upload and reference limits (only `span` of it, when given)."""
         if not reference:
             raise InvalidInput("Upload or record a reference clip of the voice to clone.")
         return audio.load(reference, max_bytes=self.settings.max_upload_bytes,
-                          max_seconds=self.settings.max_reference_seconds)
+                          max_seconds=self.settings.max_reference_seconds, span=span)
 
     def prepare_reference(self, reference, start: float = 0.0, end: float = 0.0,
                           options: audio.CleanOptions = audio.CleanOptions()) -> CleanedReference:
         """Trim an upload to [start, end) (0 = its end), clean it and assess both versions."""
-        clip = self.reference_clip(reference)
-        if start or end:
-            clip = audio.trim(clip, start or 0.0, end or None)
+        clip = self.reference_clip(reference, (start or 0.0, end or None) if start or end else None)
         cleaned, report = audio.clean(clip, options)
         return CleanedReference(clip, cleaned, report)
 

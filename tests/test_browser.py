@@ -414,3 +414,20 @@ def test_stop_during_a_one_shot_says_how_long_it_ran(page, ja_clips, engine):
     page.locator("#preview-stop").click()
     expect(page.locator("#take-summary")).to_contain_text(re.compile(r"Stopped after \d+\.\d s"), timeout=30000)
     assert wait_until_idle(engine)
+
+
+def test_a_clip_over_the_limit_is_cut_with_start_and_end_before_it_is_refused(page, ja_clips, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    speech = np.concatenate([sf.read(e["path"], dtype="float32")[0] for e in ja_clips])
+    long = np.tile(speech, int(np.ceil(70 * 24000 / len(speech))))[:70 * 24000]
+    path = tmp_path / "seventy-seconds.wav"
+    sf.write(path, long, 24000)
+    page.get_by_role("tab", name="Reference").click()
+    page.locator("#reference-upload input[type=file]").set_input_files(str(path))
+    page.get_by_role("button", name="Clean and check").click()
+    page.get_by_text("the limit is 60 s").first.wait_for(timeout=60000)
+    page.locator("#reference-end input").fill("12")
+    page.get_by_role("button", name="Clean and check").click()
+    expect(page.locator("#reference-report")).to_contain_text("After cleaning", timeout=60000)
