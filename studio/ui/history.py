@@ -71,7 +71,7 @@ class HistoryPanel:
             raise InvalidInput("Pick a take in the history first.")
         return self.studio.history.get(take_id)
 
-    def wire(self, h: dict, preview: dict, form_values) -> None:
+    def wire(self, h: dict, preview: dict) -> None:
         studio = self.studio
 
         def pick(ids, event: gr.SelectData):

@@ -256,7 +256,7 @@ class PreviewTab:
                            outputs=[p["language"], p["mode"], p["engine_note"]], api_visibility="private")
         p["voice"].change(user_errors(self.voice_form), inputs=[p["voice"], p["engine"]],
                           outputs=[p["reference"], p["ref_text"], p["mode"]], api_visibility="private")
-        self.history.wire(p["history"], p, form_values=form)
+        self.history.wire(p["history"], p)
 
     def engine_form(self, name, language, mode, voice=""):
         """Offer only what the chosen engine can do: its languages and cloning modes, and say what it is."""
