@@ -312,8 +312,8 @@ class Studio:
                  scores: dict | None = None) -> TakeRecord | None:
         """Keep a finished take in the history; a full disk costs the history entry, never the take."""
         voice = (request.voice or "").strip()
-        mode = request.voice_mode or (self.library.get(voice).mode if voice else request.mode)
         try:
+            mode = request.voice_mode or (self.library.get(voice).mode if voice else request.mode)
             return self.history.add(
                 take.samples, take.rate, source=source, text=request.text, language=request.language,
                 voice=self.speaker(request), voice_name=voice, engine=engine.name, mode=mode, seed=take.seed,
