@@ -19,7 +19,8 @@ from studio.gate import Gate, LoginThrottle, gradio_login
 from studio.openai_compat import speech_body_limit
 from studio.server import add_routes
 from studio.studio import Studio, engine_names
-from studio.ui import StudioUI
+from studio.tickets import Tickets
+from studio.ui import StudioUI, launch_options
 
 EXPOSED = """refusing to start: {where} without --auth would let anyone who can reach it
   - list, play, rename, delete, import and export every voice in {voices}, including the raw original recordings;
@@ -36,10 +37,11 @@ def exposure_problem(settings: Settings) -> str | None:
     return EXPOSED.format(where=where, voices=settings.voices_dir)
 
 
-def launch(studio: Studio, block: bool = True, quiet: bool = False):
+def launch(studio: Studio, block: bool = True, quiet: bool = False, tickets: Tickets | None = None):
     """Serve the UI and the speech routes on one port (and the share link); returns the Gradio app."""
     settings = studio.settings
-    demo = StudioUI(studio).build()
+    tickets = tickets or Tickets()  # the page's live player opens the speech WebSocket with these, not the API key
+    demo = StudioUI(studio, tickets).build()
     demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)
     app, _, _ = demo.launch(
         server_name=settings.host,
@@ -49,8 +51,9 @@ def launch(studio: Studio, block: bool = True, quiet: bool = False):
         max_file_size=f"{settings.max_upload_mb:g}mb",
         prevent_thread_lock=True,
         quiet=quiet,
+        **launch_options(),
     )
-    add_routes(app, studio)  # routes added to Gradio's own app serve on its port and share link
+    add_routes(app, studio, tickets)  # routes added to Gradio's own app serve on its port and share link
     add_browser_routes(app, studio)  # /browser/: engines that run in the listener's browser
     demo.connection_guard = guard(demo, app, settings)
     if block:

@@ -58,7 +58,7 @@ def limit_files():
 def start_studio(workdir: Path, port: int) -> tuple[subprocess.Popen, Path]:
     from studio import audio
     from studio.library import Library
-    from studio.testing import build_checkpoint
+    from studio.engines.qwen.standin import build_checkpoint
 
     checkpoint = build_checkpoint(workdir / "tiny")
     voices = workdir / "voices"

@@ -51,8 +51,13 @@ class Clip:
         return digest.hexdigest()
 
 
-def load(path: str | os.PathLike, max_bytes: float | None = None, max_seconds: float | None = None) -> Clip:
-    """Decode an audio file into a mono float32 clip at its own rate, within the limits."""
+def load(path: str | os.PathLike, max_bytes: float | None = None, max_seconds: float | None = None,
+         span: tuple[float, float | None] | None = None) -> Clip:
+    """Decode an audio file into a mono float32 clip at its own rate, within the limits.
+
+    With `span` (start, end or None for the end) only that part is kept, and `max_seconds` applies to it:
+    a long recording can be cut to a usable reference before it is refused.
+    """
     path = Path(path)
     name = path.name
     if not path.is_file():
@@ -64,7 +69,7 @@ def load(path: str | os.PathLike, max_bytes: float | None = None, max_seconds: f
         raise AudioError(f"{name!r} is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB. "
                          "Trim it or upload a shorter clip.")
     with path.open("rb") as handle:
-        return _decode(handle, name, max_seconds)
+        return _decode(handle, name, max_seconds, span)
 
 
 def load_bytes(data: bytes, source: str, max_seconds: float | None = None) -> Clip:
@@ -74,11 +79,12 @@ def load_bytes(data: bytes, source: str, max_seconds: float | None = None) -> Cl
     return _decode(io.BytesIO(data), source, max_seconds)
 
 
-def _decode(handle, source: str, max_seconds: float | None) -> Clip:
+def _decode(handle, source: str, max_seconds: float | None, span: tuple[float, float | None] | None = None) -> Clip:
     import av
 
     name = repr(source)
     limit = HARD_CAP_SECONDS if max_seconds is None else max_seconds
+    start, end = _checked_span(span)
     try:
         container = av.open(handle, mode="r", options=OPEN_OPTIONS, metadata_errors="ignore")
     except (av.FFmpegError, ValueError, OSError) as error:
@@ -92,30 +98,52 @@ def _decode(handle, source: str, max_seconds: float | None) -> Clip:
         channels = int(stream.codec_context.channels or 0)
         check_format(rate, channels, name)
         declared = _declared_seconds(container, stream)
-        if declared is not None and declared > limit + 0.5:
-            raise too_long(name, declared, limit)
+        if declared is not None and declared > HARD_CAP_SECONDS + 0.5:
+            raise too_long(name, declared, HARD_CAP_SECONDS)
+        if declared is not None and (min(declared, end) if end else declared) - start > limit + 0.5:
+            raise too_long(name, (min(declared, end) if end else declared) - start, limit)
         cap = int((limit + 0.5) * rate)
-        pieces, total = [], 0
+        skip, stop = int(start * rate), (int(end * rate) if end else None)
+        pieces, total, position = [], 0, 0
         try:
             for frame in container.decode(stream):
                 if frame.sample_rate != rate:
                     raise AudioError(f"{name} changes its sample rate midway; convert it to a plain WAV first.")
                 block = frame.to_ndarray()
                 mono = _mix_down(block, len(frame.layout.channels), frame.format.is_planar)
+                begin, position = position, position + len(mono)
+                if position > (HARD_CAP_SECONDS + 0.5) * rate:
+                    raise too_long(name, position / rate, HARD_CAP_SECONDS)
+                if stop is not None and begin >= stop:
+                    break  # past the span: nothing more is decoded
+                mono = mono[max(0, skip - begin):None if stop is None else stop - begin]
                 total += len(mono)
                 if total > cap:
                     raise too_long(name, total / rate, limit)
-                pieces.append(mono)
+                if len(mono):
+                    pieces.append(mono)
         except av.FFmpegError as error:
             if not pieces:
                 raise AudioError(f"{name} could not be decoded as audio. Is it a sound file?") from error
             # A truncated tail: keep what decoded cleanly, as players do.
+    if not pieces and (start or end):
+        raise AudioError(f"Nothing of {name} lies between {start:g} s and {f'{end:g} s' if end else 'its end'}; "
+                         f"it is {position / rate:.2f} s long.")
     if not pieces:
         raise AudioError(f"{name} contains no samples.")
     samples = np.concatenate(pieces)
     if not np.all(np.isfinite(samples)):
         raise AudioError(f"{name} contains invalid (NaN or infinite) samples.")
     return Clip(np.ascontiguousarray(samples, dtype=np.float32), rate, source, channels)
+
+
+def _checked_span(span) -> tuple[float, float | None]:
+    start, end = span or (0.0, None)
+    start = float(start or 0.0)
+    end = float(end) if end else None
+    if start < 0 or (end is not None and end <= start):
+        raise AudioError("The end must come after the start (both in seconds, start 0 or more).")
+    return start, end
 
 
 def _declared_seconds(container, stream) -> float | None:

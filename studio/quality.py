@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from . import audio
+from .errors import ModelUnavailable
 from .languages import AUTO, CJK, code_for, normalise_language
 from .transcribe import Transcriber
 
@@ -65,10 +66,21 @@ class Scores:
         return data
 
 
+def optional(module: str, package: str, purpose: str, install: str):
+    """An optional scorer dependency, or a message that names it and how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise ModelUnavailable(f"{purpose[0].upper()}{purpose[1:]} needs {package}, installed by `{install}`."
+                               ) from error
+
+
 def normalise_text(text: str, language: str) -> str:
     """Lower case, numbers written out, no punctuation; CJK without spaces."""
-    from num2words import num2words
-
+    num2words = optional("num2words", "num2words", "scoring the error rate",
+                         "pip install -r requirements.txt").num2words
     code = code_for(language) or "en"
 
     def spell(match: re.Match) -> str:
@@ -88,8 +100,7 @@ def normalise_text(text: str, language: str) -> str:
 
 def error_rate(reference: str, hypothesis: str, language: str) -> tuple[float, str]:
     """WER for space-separated languages, CER for Japanese, Chinese and Korean."""
-    import jiwer
-
+    jiwer = optional("jiwer", "jiwer", "scoring the error rate", "pip install -r requirements.txt")
     truth, heard = normalise_text(reference, language), normalise_text(hypothesis, language)
     if not truth:
         return (0.0 if not heard else 1.0), "WER"
@@ -144,9 +155,9 @@ class Scorer:
                 if self._encoder is None:
                     if progress:
                         progress("Loading the speaker encoder (resemblyzer) ...")
-                    from resemblyzer import VoiceEncoder
-
-                    self._encoder = VoiceEncoder(self.device, verbose=False)
+                    resemblyzer = optional("resemblyzer", "resemblyzer", "speaker similarity",
+                                           "pip install --no-deps -r requirements-nodeps.txt")
+                    self._encoder = resemblyzer.VoiceEncoder(self.device, verbose=False)
         return self._encoder
 
     def embedding(self, clip: audio.Clip, progress=None) -> np.ndarray:

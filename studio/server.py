@@ -19,7 +19,7 @@ import queue
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -35,6 +35,7 @@ from .schemas import ControlMessage, FieldError, SpeakMessage, SpeechBody, Start
 from .speech import Encoder, Resampler, pcm_bytes
 from .streaming import Pump, Stream
 from .studio import Sampling, SpeakRequest, Studio, seconds_of_frames
+from .tickets import Tickets
 
 log = logging.getLogger(__name__)
 
@@ -134,10 +135,12 @@ class Utterance:
 class SpeakSession:
     """One WebSocket connection: start, then speak messages handled in order; cancel, stop, or close."""
 
-    def __init__(self, studio: Studio, socket, admission: Admission | None = None):
+    def __init__(self, studio: Studio, socket, admission: Admission | None = None,
+                 prepared: SpeakRequest | None = None):
         self.studio = studio
         self.socket = socket
         self.admission = admission or Admission(studio.settings.speech_capacity)
+        self.prepared = prepared  # a page's ticketed request: its voice, reference, engine and sampling
         self.options: SessionOptions | None = None
         self.pending: asyncio.Queue[Utterance] = asyncio.Queue()
         self.current: Utterance | None = None
@@ -237,6 +240,12 @@ class SpeakSession:
     async def start(self, message: StartMessage) -> None:
         if self.options is not None:
             raise InvalidInput("This session has already started; open a new connection for other settings.")
+        if self.prepared is not None:  # the ticket chose everything but the audio format
+            self.options = SessionOptions(None, None, self.prepared.language, self.prepared.sampling,
+                                          message.sample_rate, message.encoding, message.binary,
+                                          self.prepared.engine)
+            await self.send({"type": "ready", "session_id": str(uuid.uuid4())})
+            return
         voice = message.voice
         library = self.studio.library
         if voice and voice.strip():
@@ -306,6 +315,8 @@ class SpeakSession:
         options = self.options
         request = SpeakRequest(utterance.text, options.language, voice=options.voice, sampling=options.sampling,
                                voice_mode=options.mode, engine=options.engine)
+        if self.prepared is not None:
+            request = replace(self.prepared, text=utterance.text)
         if not self.admission.enter():
             raise InvalidInput(self.admission.busy_message())
         pump = utterance.pump = ChunkPump(lambda: self.studio.stream(request), self.studio.settings.stall_seconds,
@@ -329,8 +340,11 @@ class SpeakSession:
                 return  # cancel, stop or a closed socket: the client was told, or is gone
             raise
         take = pump.stream.take
+        record = getattr(pump.stream, "record", None)
         await self.send({"type": "complete", "utterance": utterance.number, "samples": total,
-                         "duration": round(total / options.rate, 3), "seed": take.seed, "flags": take.flags})
+                         "duration": round(total / options.rate, 3), "seed": take.seed, "flags": take.flags,
+                         "time_to_first_audio": round(take.time_to_first_audio, 4),
+                         "total_time": round(take.total_time, 4), "take": record.id if record else None})
 
     async def _send_audio(self, number: int, index: int, samples, last: bool) -> None:
         data = pcm_bytes(samples, self.options.encoding)
@@ -390,8 +404,11 @@ def speech_request(body: dict, engine_names: tuple[str, ...]) -> tuple[SpeakRequ
     return request, checked.response_format or "mp3"
 
 
-def add_routes(app, studio: Studio) -> None:
-    """Add the WebSocket and the OpenAI-compatible routes to Gradio's FastAPI app."""
+def add_routes(app, studio: Studio, tickets: Tickets | None = None) -> None:
+    """Add the WebSocket and the OpenAI-compatible routes to Gradio's FastAPI app.
+
+    `tickets` admits the studio's own page (its live player) without the API key.
+    """
     settings = studio.settings
     admission = Admission(settings.speech_capacity)  # shared by the WebSocket and the HTTP route
 
@@ -404,13 +421,18 @@ def add_routes(app, studio: Studio) -> None:
 
     @app.websocket("/api/v1/speak")
     async def speak(socket: WebSocket):
+        ticket = socket.query_params.get("ticket")
+        prepared = tickets.take(ticket) if ticket and tickets is not None else None
         try:
-            check_access(settings, socket.headers.get("authorization"))
+            if ticket and prepared is None:
+                raise AccessDenied("This stream ticket is used or expired: click Stream again.")
+            if prepared is None:
+                check_access(settings, socket.headers.get("authorization"))
         except AccessDenied as error:
             await socket.close(code=1008, reason=str(error)[:120])
             return
         await socket.accept()
-        await SpeakSession(studio, socket, admission).run()
+        await SpeakSession(studio, socket, admission, prepared).run()
 
     @app.get("/v1/models")
     async def models(request: Request):

@@ -25,10 +25,11 @@ from .engines import (MAX_TAKES, Engine, Sampling, VoicePrompt, check_ref_text, 
 from .engines.browser import BrowserEngine, BrowserModel, browser_adapter, browser_names
 from .errors import DiskFull, InvalidInput, LibraryBusy, ModelUnavailable, VoiceNotFound
 from .files import TempFiles
+from .history import History, RecordedStream, TakeRecord
 from .languages import normalise_language
 from .library import Library, Voice
 from .quality import Scorer, Scores
-from .text import split_sentences, validate_text
+from .text import check_script, split_sentences, validate_text
 from .transcribe import Transcriber, Transcript, suggest_span
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,7 @@ class Studio:
         self.files = TempFiles()
         self.scorer = Scorer(self.transcriber, settings.device)
         self.library.sweep()  # what a killed save left behind, and trash beyond its limit
+        self.history = History(Path(settings.voices_dir) / ".history")  # every take, beside the library
 
     def status(self) -> str:
         """Whether the TTS model is loaded, and where (device, dtype and why)."""
@@ -172,19 +174,18 @@ class Studio:
         return audio.write_wav(clip.samples, clip.rate, self.files.path(stem, ".wav"))
 
     # -- references --------------------------------------------------------------------------
-    def reference_clip(self, reference: str | Path | None) -> audio.Clip:
-        """An uploaded clip, decoded within the upload and reference limits."""
+    def reference_clip(self, reference: str | Path | None, span: tuple[float, float | None] | None = None
+                       ) -> audio.Clip:
+        """An uploaded clip, decoded within the upload and reference limits (only `span` of it, when given)."""
         if not reference:
             raise InvalidInput("Upload or record a reference clip of the voice to clone.")
         return audio.load(reference, max_bytes=self.settings.max_upload_bytes,
-                          max_seconds=self.settings.max_reference_seconds)
+                          max_seconds=self.settings.max_reference_seconds, span=span)
 
     def prepare_reference(self, reference, start: float = 0.0, end: float = 0.0,
                           options: audio.CleanOptions = audio.CleanOptions()) -> CleanedReference:
         """Trim an upload to [start, end) (0 = its end), clean it and assess both versions."""
-        clip = self.reference_clip(reference)
-        if start or end:
-            clip = audio.trim(clip, start or 0.0, end or None)
+        clip = self.reference_clip(reference, (start or 0.0, end or None) if start or end else None)
         cleaned, report = audio.clean(clip, options)
         return CleanedReference(clip, cleaned, report)
 
@@ -299,6 +300,7 @@ class Studio:
         engine = self.engine_for(request.engine)
         text = validate_text(request.text, self.settings.max_text_chars)
         language = engine.language_for(request.language)
+        check_script(text, engine.languages(), engine.label)
         request.sampling.validate()
         if request.voice_mode:
             engine.mode_for(request.voice_mode)
@@ -340,12 +342,16 @@ class Studio:
         return streaming.Budget(self.settings.max_request_seconds, self.settings.max_generation_seconds)
 
     def stream(self, request: SpeakRequest, heartbeat: bool = False, progress: Progress | None = None,
-               takes: int = 1) -> streaming.Stream:
-        """The speech pipeline for `request`: iterate it for chunks while the model generates, then read `.takes`."""
+               takes: int = 1, source: str = "stream") -> RecordedStream:
+        """The speech pipeline for `request`: iterate it for chunks while the model generates, then read `.takes`.
+
+        Every take it finishes goes into the take history (`source` says which door made it).
+        """
         if isinstance(takes, bool) or not isinstance(takes, int) or not 1 <= takes <= MAX_TAKES:
             raise InvalidInput(f"Takes must be a whole number from 1 to {MAX_TAKES}.")
         engine, speech = self.speech(request, progress)
-        return streaming.Stream(engine, speech, self.budget(), takes, heartbeat)
+        return RecordedStream(streaming.Stream(engine, speech, self.budget(), takes, heartbeat),
+                              lambda take: self.remember(request, engine, take, source))
 
     def synthesize(self, request: SpeakRequest, should_stop: Callable[[], bool] | None = None,
                    progress: Progress | None = None) -> streaming.Take:
@@ -355,7 +361,33 @@ class Studio:
     def synthesize_takes(self, request: SpeakRequest, takes: int, should_stop: Callable[[], bool] | None = None,
                          progress: Progress | None = None) -> list[streaming.Take]:
         """`takes` takes of one line generated together (seeds seed, seed+1, ...), to pick from."""
-        return self.stream(request, progress=progress, takes=takes).collect(should_stop)
+        return self.stream(request, progress=progress, takes=takes,
+                           source="one-shot" if takes == 1 else "takes").collect(should_stop)
+
+    def speaker(self, request: SpeakRequest) -> str:
+        """Who a request is heard as: its library voice, the reference clip, or the default voice it fell back to."""
+        if request.voice and request.voice.strip():
+            return request.voice.strip()
+        if request.reference:
+            return "the reference clip"
+        default = self.library.default()
+        return f"{default.name} (the default voice: no voice or reference clip was given)" if default else "none"
+
+    def remember(self, request: SpeakRequest, engine: Engine, take: streaming.Take, source: str,
+                 scores: dict | None = None) -> TakeRecord | None:
+        """Keep a finished take in the history; a full disk costs the history entry, never the take."""
+        voice = (request.voice or "").strip()
+        try:
+            mode = request.voice_mode or (self.library.get(voice).mode if voice else request.mode)
+            return self.history.add(
+                take.samples, take.rate, source=source, text=request.text, language=request.language,
+                voice=self.speaker(request), voice_name=voice, engine=engine.name, mode=mode, seed=take.seed,
+                sampling={k: v for k, v in vars(request.sampling).items() if k != "seed"},
+                duration=round(take.duration, 3), time_to_first_audio=round(take.time_to_first_audio, 3),
+                total_time=round(take.total_time, 3), flags=list(take.flags), scores=scores)
+        except Exception:  # noqa: BLE001 - the take itself is fine; only its history entry is lost
+            log.exception("could not keep a take in the history")
+            return None
 
     # -- quality -----------------------------------------------------------------------------
     def score_take(self, take, reference=None, text: str = "", language: str = "Auto",
@@ -422,6 +454,8 @@ class Studio:
         engines = [self.engine_for(column.engine) for column in request.columns]
         languages = [engine.language_for(language) for engine in engines]
         for engine in engines:
+            check_script(text, engine.languages(), engine.label)
+        for engine in engines:
             engine.load()
         prompts = [self._column_prompt(column, engine) for column, engine in zip(request.columns, engines)]
         references = [self._column_reference(column) for column in request.columns]
@@ -436,6 +470,9 @@ class Studio:
                     yield "chunk", index, number, chunk.samples, take_stream.rate
                 take = ScoredTake(take_stream.take, self._score(take_stream.take, text, language, reference))
                 scored.append(take)
+                self.remember(SpeakRequest(text, language, column.voice, column.reference, column.ref_text,
+                                           column.mode or None, sampling, column.mode, column.engine),
+                              engines[index], take.take, "compare", take.scores.to_dict())
                 yield "scored", index, take
             results.append(ColumnResult(column, sorted(scored, key=lambda t: t.scores.combined, reverse=True)))
         yield "done", results

@@ -36,6 +36,27 @@ def validate_text(text: str | None, max_chars: int) -> str:
     return cleaned
 
 
+def written_in(text: str) -> str | None:
+    """The language a text's own script gives away (kana: Japanese, hangul: Korean, only Han: Chinese), or None."""
+    kana = re.search(r"[\u3040-\u30ff\u31f0-\u31ff]", text)
+    if kana:
+        return "Japanese"
+    if re.search(r"[\uac00-\ud7af\u1100-\u11ff]", text):
+        return "Korean"
+    if re.search(r"[\u4e00-\u9fff\u3400-\u4dbf]", text):
+        return "Chinese"
+    return None
+
+
+def check_script(text: str, spoken: tuple[str, ...], engine: str) -> None:
+    """Refuse before generation a text written in a script the engine cannot speak (Japanese to an English engine)."""
+    written = written_in(text)
+    if written and written not in spoken:
+        raise InvalidInput(f"The text is written in {written}, and {engine} speaks {', '.join(spoken)} only. "
+                           f"Choose an engine that speaks {written} (Qwen3-TTS does), or write the text in "
+                           f"{spoken[0]}.")
+
+
 def split_sentences(text: str, language: str | None = AUTO, longest: int = LONGEST) -> list[str]:
     """Sentences of `text` in reading order; scraps are merged and over-long ones broken at clauses."""
     name = normalise_language(language)

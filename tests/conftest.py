@@ -143,7 +143,9 @@ def browser():
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            # Autoplay allowed by flag: the live player's tests click like a user, but run unattended.
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required",
+                  "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"],
         )
         yield chromium

@@ -303,3 +303,26 @@ def test_trim_by_seconds(speech):
     assert part.duration == pytest.approx(2.5, abs=1e-3)
     with pytest.raises(AudioError, match="at least 0.1 s"):
         audio.trim(speech, 3.0, 2.0)
+
+
+def test_a_long_recording_is_cut_to_its_span_before_the_limit_applies(tmp_path):
+    """Start/End on an upload over the reference limit: only the kept span is decoded and held to the limit."""
+    import soundfile as sf
+
+    rate = 16000
+    seconds = np.arange(90 * rate) / rate
+    path = tmp_path / "long.flac"
+    sf.write(path, (0.1 * np.sin(2 * np.pi * 220 * seconds)).astype(np.float32), rate)
+    with pytest.raises(audio.AudioError, match="the limit is 60 s"):
+        audio.load(path, max_seconds=60)
+    kept = audio.load(path, max_seconds=60, span=(70.0, 80.0))
+    assert kept.duration == pytest.approx(10.0, abs=1e-3)
+    assert np.allclose(kept.samples[:100], 0.1 * np.sin(2 * np.pi * 220 * seconds[70 * rate:70 * rate + 100]),
+                       atol=1e-3)
+    assert audio.load(path, max_seconds=60, span=(45.0, None)).duration == pytest.approx(45.0, abs=1e-3)
+    with pytest.raises(audio.AudioError, match="the limit is 60 s"):
+        audio.load(path, max_seconds=60, span=(5.0, None))
+    with pytest.raises(audio.AudioError, match="Nothing of"):
+        audio.load(path, max_seconds=60, span=(100.0, 110.0))
+    with pytest.raises(audio.AudioError, match="end must come after the start"):
+        audio.load(path, max_seconds=60, span=(20.0, 10.0))

@@ -100,3 +100,13 @@ def test_picture_shows_waveform_and_spectrogram(english):
     image = picture(english, 320, 120)
     pixels = np.asarray(image)
     assert image.size == (320, 120) and pixels[:40].std() > 0 and pixels[40:].std() > 0
+
+
+def test_a_missing_scorer_dependency_is_named():
+    from studio.errors import ModelUnavailable
+    from studio.quality import optional
+
+    with pytest.raises(ModelUnavailable, match="Speaker similarity needs resemblyzer, installed by `pip install"):
+        optional("resemblyzer_is_not_installed_here", "resemblyzer", "speaker similarity",
+                 "pip install --no-deps -r requirements-nodeps.txt")
+    assert optional("json", "json", "anything", "nothing").dumps({}) == "{}"

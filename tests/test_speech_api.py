@@ -348,7 +348,14 @@ def test_voices_and_models_are_listed(live_server, voice, studio):
 # -- access ---------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def keyed_server(studio):
+def page_tickets():
+    from studio.tickets import Tickets
+
+    return Tickets()
+
+
+@pytest.fixture(scope="module")
+def keyed_server(studio, page_tickets):
     from app import launch
     from studio.studio import Studio
     from tests.conftest import free_port
@@ -356,7 +363,7 @@ def keyed_server(studio):
     port = free_port()
     keyed = Studio(studio.settings.replace(port=port, api_key="s3cret-key"), studio.engine, studio.library,
                    studio.transcriber)
-    demo = launch(keyed, block=False, quiet=True)
+    demo = launch(keyed, block=False, quiet=True, tickets=page_tickets)
     yield f"http://127.0.0.1:{port}/"
     demo.close()
 
@@ -380,6 +387,36 @@ def test_api_key_is_required_when_set(keyed_server, voice):
             return await start(socket)
 
     assert run_async(sockets())["type"] == "ready"
+
+
+def test_a_page_ticket_admits_one_connection_without_the_key(keyed_server, voice, page_tickets, studio, ja_clips):
+    """The studio's own page streams with a ticket: its request (an uploaded clip here) and no API key."""
+    from studio.engines import Sampling
+    from studio.studio import SpeakRequest
+
+    entry = ja_clips[1]
+    request = SpeakRequest("From the page.", "English", reference=str(entry["path"]), ref_text=entry["text"],
+                           sampling=Sampling(seed=5, max_seconds=FRAMES / 12.5))
+    ticket = page_tickets.issue(request)
+    url = f"{ws_url(keyed_server)}?ticket={ticket}"
+
+    async def page():
+        async with websockets.connect(url) as socket:
+            assert (await start(socket, encoding="f32", voice="ignored: the ticket chose"))["type"] == "ready"
+            await socket.send(json.dumps({"type": "speak", "text": "From the page."}))
+            return await utterance(socket)
+
+    audio, chunks, complete = run_async(page())
+    assert len(audio) == 4 * FRAMES * SAMPLES_PER_FRAME and complete["seed"] == 5
+    kept = studio.history.get(complete["take"])
+    assert kept.voice == "the reference clip" and 0 < complete["time_to_first_audio"] <= complete["total_time"]
+
+    async def again():
+        with pytest.raises((websockets.exceptions.InvalidStatus, websockets.exceptions.ConnectionClosed)):
+            async with websockets.connect(url) as socket:
+                await socket.recv()
+
+    run_async(again())  # a used ticket admits nothing
 
 
 def test_auth_without_api_key_closes_the_speech_routes(settings):
@@ -436,3 +473,26 @@ def test_openai_route_and_websocket_can_use_another_engine(live_server, voice, o
     assert refused["type"] == "error" and "clones in x-vector (reference audio alone) only" in refused["message"]
     models = [m["id"] for m in httpx.get(live_server + "v1/models", timeout=30).json()["data"]]
     assert "chatterbox-turbo" in models
+
+
+def test_japanese_text_to_an_english_only_engine_is_refused_in_every_door(live_server, voice, studio):
+    """Before any generation: the OpenAI route, the WebSocket and the core say which engine cannot speak it."""
+    from studio.errors import InvalidInput
+    from studio.studio import SpeakRequest
+
+    body = {"model": "chatterbox-turbo", "input": "今日はいい天気ですね。", "response_format": "pcm"}
+    refused = httpx.post(live_server + "v1/audio/speech", json=body, timeout=60)
+    assert refused.status_code == 400
+    assert "written in Japanese, and Chatterbox-Turbo speaks English only" in refused.json()["error"]["message"]
+
+    async def socket_door():
+        async with websockets.connect(ws_url(live_server)) as socket:
+            await start(socket, engine="chatterbox-turbo")
+            await socket.send(json.dumps({"type": "speak", "text": "今日はいい天気ですね。"}))
+            return await receive(socket)
+
+    answer = run_async(socket_door())
+    assert answer["type"] == "error" and "Chatterbox-Turbo speaks English only" in answer["message"]
+    with pytest.raises(InvalidInput, match="Marvis TTS speaks English only"):
+        studio.resolve(SpeakRequest("こんにちは", "Auto", engine="marvis"))
+

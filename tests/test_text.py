@@ -88,3 +88,12 @@ def test_text_checks():
         validate_text("x" * 11, 10)
     with pytest.raises(InvalidInput, match="no words"):
         validate_text("?!...", 10)
+
+
+def test_the_script_gives_the_language_away():
+    from studio.text import written_in
+
+    assert written_in("今日はいい天気ですね。") == "Japanese"
+    assert written_in("안녕하세요") == "Korean"
+    assert written_in("你好，世界") == "Chinese"
+    assert written_in("Hello, café!") is None
