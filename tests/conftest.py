@@ -133,23 +133,29 @@ CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="session")
-def browser():
+def playwright():
+    """One Playwright for the whole session: its sync API cannot start a second one in the same process."""
     if not Path(CHROMIUM).exists():
         if os.environ.get("STUDIO_REQUIRE_BROWSER"):
             pytest.fail("Debian chromium is required for the browser tests: apt-get install chromium")
         pytest.skip("browser tests need Debian chromium (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            # Autoplay allowed by flag: the live player's tests click like a user, but run unattended.
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required",
-                  "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )
-        yield chromium
-        chromium.close()
+    with sync_playwright() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def browser(playwright):
+    chromium = playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        # Autoplay allowed by flag: the live player's tests click like a user, but run unattended.
+        args=["--headless", "--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required",
+              "--disable-background-networking",
+              "--disable-component-update", "--disable-sync", "--no-first-run"],
+    )
+    yield chromium
+    chromium.close()
 
 
 @contextmanager

@@ -266,7 +266,7 @@ def throttled(engine, seconds_per_frame):
 def test_live_player_holds_back_at_real_time_factor_one_and_does_not_stall(page, ja_clips, engine):
     """At real-time factor 1 the player learns the rate and then holds back enough that nothing stalls."""
     prepared_preview(page, ja_clips[0], "Hold back just enough audio, then play it all.", 40)
-    with throttled(engine, 1 / engine.capabilities.frame_rate):
+    with throttled(engine, engine.capabilities.step_seconds):
         page.locator("#preview-stream").click()
         played_to_the_end(page, 1)  # the first stream on a page may stall once: it learns the rate
         page.locator("#preview-stream").click()

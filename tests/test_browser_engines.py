@@ -80,19 +80,15 @@ def studio_url(browser_studio):
 
 
 @pytest.fixture(scope="module")
-def gpu_browser():
+def gpu_browser(playwright):
     """Chromium with its software WebGPU adapter (there is no GPU here) and audio that may start unasked."""
-    require(Path(CHROMIUM).exists(), "browser tests need Debian chromium (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--enable-unsafe-webgpu", "--autoplay-policy=no-user-gesture-required",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--no-first-run"])
-        yield chromium
-        chromium.close()
+    chromium = playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        args=["--headless", "--no-sandbox", "--enable-unsafe-webgpu", "--autoplay-policy=no-user-gesture-required",
+              "--disable-background-networking", "--disable-component-update", "--disable-sync",
+              "--no-first-run"])
+    yield chromium
+    chromium.close()
 
 
 def open_page(context, url: str, query: str = ""):

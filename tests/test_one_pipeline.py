@@ -188,7 +188,7 @@ def test_an_audio_only_engine_works_through_the_core_and_the_page(settings, tran
     assert rates == {0: 16000, 1: 24000}  # each column's live audio at its engine's rate
     ui = StudioUI(studio)
     ui.build()  # a mode none of the model engines has does not break the page
-    languages, modes, note = ui.engine_form("tone", "English", "icl")
+    languages, modes, note = ui.preview.engine_form("tone", "English", "icl")
     assert modes["choices"] == [("timbre", "timbre")] and modes["value"] == "timbre" and "**Tone**" in note
 
 
@@ -217,7 +217,7 @@ def test_doors_answer_a_missing_default_voice_alike(bare_app):
         studio.synthesize(SpeakRequest("Hello."))
     message = str(caught.value)
     with pytest.raises(VoiceNotFound, match="no default voice"):
-        list(StudioUI(studio).synthesize("Hello."))
+        list(StudioUI(studio).preview.synthesize("Hello."))
     reply = http.post("/v1/audio/speech", json={"input": "Hello."})
     assert reply.status_code == 404 and reply.json()["error"]["message"] == message
     with http.websocket_connect("/api/v1/speak") as socket:
@@ -235,7 +235,7 @@ def test_doors_refuse_a_mode_the_engine_lacks_alike(bare_app, ja_clips):
     message = str(caught.value)
     assert message.startswith("Chatterbox-Turbo clones in x-vector (reference audio alone) only")
     with pytest.raises(InvalidInput) as ui_caught:
-        list(StudioUI(studio).synthesize("Hello.", reference=str(entry["path"]), mode="icl",
+        list(StudioUI(studio).preview.synthesize("Hello.", reference=str(entry["path"]), mode="icl",
                                          engine="chatterbox-turbo"))
     assert str(ui_caught.value) == message
     studio.save_voice(NewVoice("Someone", entry["path"], entry["text"], "Japanese", "icl"))
@@ -270,7 +270,7 @@ def test_text_is_validated_once_whatever_the_door(bare_app, monkeypatch):
         return original(*args, **kwargs)
 
     monkeypatch.setattr(core, "validate_text", counted)
-    for door in (lambda: list(StudioUI(studio).synthesize("Hello.")),
+    for door in (lambda: list(StudioUI(studio).preview.synthesize("Hello.")),
                  lambda: http.post("/v1/audio/speech", json={"input": "Hello."})):
         calls.clear()
         try:
