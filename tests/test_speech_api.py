@@ -494,5 +494,5 @@ def test_japanese_text_to_an_english_only_engine_is_refused_in_every_door(live_s
     answer = run_async(socket_door())
     assert answer["type"] == "error" and "Chatterbox-Turbo speaks English only" in answer["message"]
     with pytest.raises(InvalidInput, match="Marvis TTS speaks English only"):
-        studio.resolve(SpeakRequest("こんにちは", "Auto", engine="marvis"))
+        studio.speech(SpeakRequest("こんにちは", "Auto", engine="marvis"))
 
