@@ -27,6 +27,9 @@ log = logging.getLogger("studio.ui")
 STATIC = Path(__file__).parent / "static"
 INTERNAL_ERROR = "Something went wrong inside the studio; the details are in the server log."
 HEARTBEAT_SECONDS = 0.1  # how often a one-shot request may be stopped
+# How often a gradio_client stream may be stopped: each heartbeat is an event Gradio processes, and at 0.1 s
+# they cost a tenth of a stream's time on a 2-core CPU (benchmarks/doors_speed.py).
+STREAM_HEARTBEAT_SECONDS = 0.25
 HUM_CHOICES = [("Off", "off"), ("Auto-detect", "auto"), ("50 Hz", "50"), ("60 Hz", "60")]
 REFERENCE_CHOICE = "Reference clip below"
 # How each cloning mode is offered; an engine offers the ones in its capabilities, in its own order.
@@ -128,7 +131,7 @@ def speak_request(text, language, voice, reference, ref_text, mode, temperature,
 
 
 def pumped(take_stream) -> Iterator:
-    """A stream's chunks, generated in one worker thread, with None every HEARTBEAT_SECONDS.
+    """A stream's chunks, generated in one worker thread, with None every STREAM_HEARTBEAT_SECONDS.
 
     Gradio asks a generator for each item from whichever pool thread is free; generation kept in
     one thread costs what the pipeline costs. Gradio can close a generator only between items, so
@@ -138,7 +141,7 @@ def pumped(take_stream) -> Iterator:
     try:
         while True:
             try:
-                chunk = pump.get(timeout=HEARTBEAT_SECONDS)
+                chunk = pump.get(timeout=STREAM_HEARTBEAT_SECONDS)
             except queue.Empty:
                 yield None
                 continue
