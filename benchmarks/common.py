@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import statistics
 import sys
 import time
@@ -64,3 +65,27 @@ def pipeline(engine, text: str, prompt, sampling, language: str = "English", tak
     settings = engine.settings
     budget = Budget(settings.max_request_seconds, settings.max_generation_seconds)
     return Stream(engine, Speech(text, language, prompt, sampling), budget, takes=takes)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def live_studio(checkpoint: str | None, dtype: str):
+    """The studio (UI and speech routes) on a free port in this process, on the real-size checkpoint, with the
+    fixture saved as its default voice: (studio, demo, port)."""
+    import tempfile
+
+    from app import launch
+    from studio import NewVoice, Settings, Studio
+
+    port = free_port()
+    settings = Settings(model=str(real_size_checkpoint(checkpoint)), dtype=dtype, port=port,
+                        voices_dir=tempfile.mkdtemp(prefix="voices-bench-"))
+    studio = Studio(settings)
+    studio.engine.load()
+    studio.save_voice(NewVoice("Bench", FIXTURE, FIXTURE_TEXT))
+    studio.set_default_voice("Bench")
+    return studio, launch(studio, block=False, quiet=True), port

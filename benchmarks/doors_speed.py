@@ -18,21 +18,14 @@ import asyncio
 import base64
 import json
 import os
-import socket
 import tempfile
 
-from common import FIXTURE, FIXTURE_TEXT, interleaved, median, real_size_checkpoint
+from common import interleaved, live_studio, median
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # nothing leaves this machine
 
 TEXT = "This is a benchmark sentence spoken in English."
 TARGET = 1.10
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def main() -> None:
@@ -48,19 +41,11 @@ def main() -> None:
     import websockets
     from gradio_client import Client
 
-    from app import launch
-    from studio import NewVoice, Sampling, Settings, SpeakRequest, Studio
+    from studio import Sampling, SpeakRequest
     from studio.config import SAMPLES_PER_FRAME
     from studio.studio import seconds_of_frames
 
-    port = free_port()
-    settings = Settings(model=str(real_size_checkpoint(args.checkpoint)), dtype=args.dtype, port=port,
-                        voices_dir=tempfile.mkdtemp(prefix="voices-bench-"))
-    studio = Studio(settings)
-    studio.engine.load()
-    studio.save_voice(NewVoice("Bench", FIXTURE, FIXTURE_TEXT))
-    studio.set_default_voice("Bench")
-    demo = launch(studio, block=False, quiet=True)
+    studio, demo, port = live_studio(args.checkpoint, args.dtype)
     base = f"http://127.0.0.1:{port}"
     client = Client(f"{base}/", verbose=False, download_files=tempfile.mkdtemp(prefix="doors-bench-"),
                     analytics_enabled=False)

@@ -13,17 +13,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
-import tempfile
 import time
 
-from common import FIXTURE, FIXTURE_TEXT, frames_seconds, median, real_size_checkpoint
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from common import frames_seconds, live_studio, median
 
 
 def main() -> None:
@@ -37,17 +29,9 @@ def main() -> None:
     import httpx
     import websockets
 
-    from app import launch
-    from studio import NewVoice, Sampling, Settings, SpeakRequest, Studio
+    from studio import Sampling, SpeakRequest
 
-    port = free_port()
-    settings = Settings(model=str(real_size_checkpoint(args.checkpoint)), dtype=args.dtype, port=port,
-                        voices_dir=tempfile.mkdtemp(prefix="voices-bench-"))
-    studio = Studio(settings)
-    studio.engine.load()
-    studio.save_voice(NewVoice("Bench", FIXTURE, FIXTURE_TEXT))
-    studio.set_default_voice("Bench")
-    demo = launch(studio, block=False, quiet=True)
+    studio, demo, port = live_studio(args.checkpoint, args.dtype)
     text = "This is a benchmark sentence spoken in English."
     sampling = dict(seed=1, max_frames=args.frames)  # as the routes take it (80 ms frames)
     core_sampling = Sampling(seed=1, max_seconds=frames_seconds(args.frames))
