@@ -25,6 +25,7 @@ from studio.engines import Sampling, create_engine
 from studio.errors import ModelUnavailable
 from studio.studio import Column, CompareRequest, NewVoice, SpeakRequest, Studio
 from tests.conftest import RemoteStudio, free_port
+from tests.test_speech_api import run_async
 
 FRAMES = 6  # per sentence: the tiny random model never says end-of-speech
 SHORT = Sampling(seed=7, max_seconds=FRAMES / 12.5)
@@ -147,7 +148,7 @@ def test_the_websocket_and_openai_route_of_a_front_studio(front_server, remote, 
                 else:
                     raise AssertionError(message)
 
-    pcm, done = asyncio.run(scenario())
+    pcm, done = run_async(scenario())  # Playwright may own this thread's event loop
     assert len(pcm) == 2 * FRAMES * SAMPLES_PER_FRAME and done["seed"] == 1
     response = httpx.post(front_server + "v1/audio/speech", timeout=120,
                           json={"input": "The OpenAI route.", "voice": voice, "response_format": "wav",
