@@ -54,7 +54,8 @@ class Settings:
     max_ref_text_chars: int = 1000
     max_request_seconds: float = 600.0  # audio per request, all sentences together
     max_generation_seconds: float = 900.0  # wall time one request may hold the engine
-    concurrency: int = 1
+    concurrency: int = 8  # requests generated at once (a batching engine runs them in one batch)
+    max_batch: int = 0  # rows (takes of every request) in a batching engine's batch; 0: chosen by device
     queue_size: int = 32
     preload: bool = False
     api_key: str | None = None  # Bearer key for the speech routes
@@ -187,7 +188,11 @@ def _parser(engines: tuple[str, ...] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--max-generation-seconds", default=d.max_generation_seconds, type=_bounded(float, 1, 36000),
                    help="longest wall time one request may hold the model")
     p.add_argument("--concurrency", default=d.concurrency, type=_bounded(int, 1, 64),
-                   help="requests admitted to the engine at once (generation itself runs one at a time)")
+                   help="requests generated at once; Qwen3-TTS runs them in one batch (up to --max-batch rows), "
+                        "other engines one after another")
+    p.add_argument("--max-batch", default=d.max_batch, type=_bounded(int, 0, 256),
+                   help="most rows (takes of all requests together) in Qwen3-TTS's running batch; more wait for "
+                        "a row to free up (0: 8 on a CPU, 32 on a GPU)")
     p.add_argument("--queue-size", default=d.queue_size, type=_bounded(int, 1, 10000),
                    help="requests that may wait in the queue (the UI's, and the speech routes'); more are refused "
                         "with a message (HTTP 429 on /v1/audio/speech)")

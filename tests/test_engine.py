@@ -205,16 +205,30 @@ def test_long_reference_transcript_is_refused_before_any_model_work(engine, ja_c
 
 
 def test_closing_speak_stops_generation_within_a_step(engine, ja_clip):
-    """An engine whose consumer stops asking has stopped: no more steps are made, and the model is free."""
-    from tests.conftest import counting_frames
+    """A consumer that closes its pieces has stopped its request within a step: the batch makes no more
+    rows for it (the batch's worker may have made one frame ahead of its reader), and the model is free."""
     from studio.engines import SpeakJob
 
     clip, text = ja_clip
     prompt = engine.make_prompt(clip, text, "icl")
-    pieces = engine.speak(SpeakJob("Stop me.", "English", prompt, Sampling(), (1,), 400 / 12.5))
-    with counting_frames(engine) as counted:
+    rows: list[int] = []
+    original = engine.talker.predict
+
+    def predict(hidden, *args):
+        rows.append(hidden.shape[0])
+        return original(hidden, *args)
+
+    engine.talker.predict = predict
+    try:
+        pieces = engine.speak(SpeakJob("Stop me.", "English", prompt, Sampling(), (1,), 400 / 12.5))
         for number, _ in enumerate(pieces):
             if number == 2:
                 break
         pieces.close()
-    assert len(counted) == 3 and not engine.busy
+        made = len(rows)
+        assert made <= 4 and not engine.busy
+        after = list(engine.speak(SpeakJob("Then me.", "English", prompt, Sampling(), (2,), 3 / 12.5)))
+    finally:
+        del engine.talker.predict
+    assert sum(len(piece.samples) for piece in after) == 3 * 1920
+    assert rows[made:] == [1, 1, 1]  # the next request's frames alone: the closed one is gone

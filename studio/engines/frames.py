@@ -1,16 +1,22 @@
 """Shared machinery of the local codec language models (Qwen3-TTS, Chatterbox-Turbo, Marvis).
 
 Such an engine makes one step of codes at a time for a batch of takes and turns
-them into audio with an incremental decoder. `FrameEngine.speak` runs that loop
-for one sentence: it holds the generation lock (granted in arrival order), asks
-the engine for each step in the consumer's own thread, and decodes each take's
-pending steps by a chunk plan (one step first, for a fast start). Nothing runs
-beside the consumer, so a consumer that stops asking has stopped generation.
+them into audio with an incremental decoder, each take's pending steps decoded by a
+chunk plan (one step first, for a fast start). Two ways to run that loop:
+
+- one request at a time (`FrameEngine.speak`): the sentence holds the generation lock
+  (granted in arrival order) and each step is made in the consumer's own thread, so a
+  consumer that stops asking has stopped generation;
+- continuous batching (`Batcher`, for engines with `batching = True`): every request
+  joins one running batch at the next step and leaves it when done, in one worker
+  thread; closing a request's iterator takes it out within a step.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import queue
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -22,6 +28,7 @@ from ..errors import InvalidInput
 from .base import Engine, Piece, SpeakJob, VoicePrompt
 
 SILENCE = np.zeros(0, np.float32)
+log = logging.getLogger(__name__)
 
 
 class FairLock:
@@ -128,14 +135,50 @@ class FrameEngine(Engine):
     """
 
     plan = ChunkPlan()
+    batching = False  # True: requests share one running batch (implement `new_batch` and `member`)
 
     def __init__(self, settings):
         super().__init__(settings)
         self.generation_lock = FairLock()
+        self._batcher: Batcher | None = None
+        self._batcher_lock = threading.Lock()
 
     @property
     def busy(self) -> bool:
+        if self._batcher is not None and any(self._batcher.counts()):
+            return True
         return self.generation_lock.locked()
+
+    @property
+    def batcher(self) -> "Batcher":
+        """The running batch's worker, made on first use."""
+        with self._batcher_lock:
+            if self._batcher is None:
+                self._batcher = Batcher(self, self.batch_rows())
+            return self._batcher
+
+    def batch_rows(self) -> int:
+        """--max-batch, or by device: a GPU has room for many more rows than a CPU has time for."""
+        if self.settings.max_batch:
+            return self.settings.max_batch
+        return 8 if self.runtime.device == "cpu" else 32
+
+    def load_note(self) -> str:
+        """How many requests the batch is generating and how many wait, for the status line."""
+        if self._batcher is None:
+            return ""
+        speaking, waiting = self._batcher.counts()
+        if not speaking and not waiting:
+            return ""
+        return f" Generating {speaking} request{'s' * (speaking != 1)} in one batch; {waiting} waiting."
+
+    def new_batch(self):
+        """An empty batch: `join(member)`, `step() -> [(member, codes | None, alive)]`, `leave(member)`."""
+        raise NotImplementedError
+
+    def member(self, job: SpeakJob, limit: int, generators: list, owner):
+        """A request as a member of the batch (`member.done`, `member.owner` are read back)."""
+        raise NotImplementedError
 
     def steps_for(self, seconds: float) -> int:
         """The most steps that fit in `seconds` of audio (at least one)."""
@@ -162,6 +205,11 @@ class FrameEngine(Engine):
         if job.prompt.fingerprint != self.fingerprint:
             raise InvalidInput("This voice prompt was made by a different model; rebuild it from its reference.")
         limit = self.steps_for(job.max_seconds)
+        if self.batching:
+            return self.batcher.speak(job, limit)
+        return self._speak_alone(job, limit)
+
+    def _speak_alone(self, job: SpeakJob, limit: int) -> Iterator[Piece]:
         with self.generation_lock:
             takes = [_Take(self.decoder(job.prompt), self.plan) for _ in job.seeds]
             steps = self.generate_takes(job, limit, self.generators(list(job.seeds)))
@@ -186,3 +234,163 @@ class FrameEngine(Engine):
             for number, take in enumerate(takes):
                 if take.open:
                     yield Piece(number, take.close(), cut=take.steps >= limit)
+
+
+_END = object()
+LEAVE_WAIT_SECONDS = 30.0  # a closed request waits this long at most for the batch to let it go
+
+
+class _Request:
+    """One sentence's takes in the batch: its member, its takes' decoders, and the pieces for its reader."""
+
+    def __init__(self, job: SpeakJob, limit: int):
+        self.job = job
+        self.limit = limit
+        self.pieces: queue.Queue = queue.Queue()
+        self.left = threading.Event()  # the reader went away: leave at the next step
+        self.gone = threading.Event()  # out of the batch and the line
+        self.member = None
+        self.takes: list[_Take] = []
+
+    def put(self, piece: Piece) -> None:
+        self.pieces.put(piece)
+
+
+class Batcher:
+    """One running batch for an engine, stepped by one worker thread.
+
+    A request waits (in arrival order) until its takes fit in `rows`, joins at the next
+    step (its prefill runs then, alone) and leaves when its takes are done, when its
+    reader closes its iterator, or when it fails. Each step's codes are decoded per take
+    into that request's own queue; the worker never waits for a reader, so a slow one
+    delays nobody (the doors bound how long a reader may take nothing). The generation
+    lock is held for each step, so prompt encoding and one-at-a-time users of the model
+    get their turn between steps.
+    """
+
+    def __init__(self, engine: FrameEngine, rows: int):
+        self.engine = engine
+        self.rows = max(1, rows)
+        self._changed = threading.Condition()
+        self._waiting: deque[_Request] = deque()
+        self._speaking: list[_Request] = []
+        self._thread: threading.Thread | None = None
+
+    def counts(self) -> tuple[int, int]:
+        """(requests in the batch, requests waiting to join)."""
+        with self._changed:
+            return len(self._speaking), len(self._waiting)
+
+    def speak(self, job: SpeakJob, limit: int) -> Iterator[Piece]:
+        request = _Request(job, limit)
+        with self._changed:
+            self._waiting.append(request)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, daemon=True, name=f"{self.engine.name}-batch")
+                self._thread.start()
+            self._changed.notify()
+        try:
+            while True:
+                item = request.pieces.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            request.left.set()
+            with self._changed:
+                self._changed.notify()
+            request.gone.wait(LEAVE_WAIT_SECONDS)  # closing returns once the batch has let go (a step at most)
+
+    # -- the worker ----------------------------------------------------------------------------
+    def _run(self) -> None:
+        batch = None
+        while True:
+            joining, leaving = self._next_changes()
+            with self.engine.generation_lock:
+                try:
+                    if batch is None:
+                        batch = self.engine.new_batch()
+                    for request in leaving:
+                        if request.member is not None:
+                            batch.leave(request.member)
+                        request.gone.set()
+                    for request in joining:
+                        self._join(batch, request)
+                    results = batch.step() if batch.members else []
+                    for member, codes, alive in results:
+                        self._deliver(member.owner, codes, alive)
+                except Exception as error:  # noqa: BLE001 - every request in the batch hears it
+                    log.exception("the batch failed")
+                    self._fail_all(error)
+                    batch = None
+
+    def _next_changes(self) -> tuple[list[_Request], list[_Request]]:
+        """Wait for work; then who joins now (in arrival order, while rows last) and who left."""
+        with self._changed:
+            while True:
+                for request in [r for r in self._waiting if r.left.is_set()]:
+                    self._waiting.remove(request)
+                    request.gone.set()
+                leaving = [r for r in self._speaking if r.left.is_set()]
+                for request in leaving:
+                    self._speaking.remove(request)
+                if self._speaking or self._waiting or leaving:
+                    break
+                self._changed.wait()
+            joining = []
+            used = sum(len(r.job.seeds) for r in self._speaking)
+            while self._waiting:
+                takes = len(self._waiting[0].job.seeds)
+                if used and used + takes > self.rows:
+                    break  # the first in line waits for rows; nobody overtakes it
+                request = self._waiting.popleft()
+                joining.append(request)
+                self._speaking.append(request)
+                used += takes
+            return joining, leaving
+
+    def _join(self, batch, request: _Request) -> None:
+        engine, job = self.engine, request.job
+        try:
+            request.takes = [_Take(engine.decoder(job.prompt), engine.plan) for _ in job.seeds]
+            request.member = engine.member(job, request.limit, engine.generators(list(job.seeds)), request)
+            batch.join(request.member)
+        except Exception as error:  # noqa: BLE001 - this request's own failure (its prompt, its text)
+            self._finish(request, error)
+
+    def _deliver(self, request: _Request, codes, alive) -> None:
+        """Decode this step's codes for each take of `request` into its queue."""
+        heard = False
+        for number, take in enumerate(request.takes):
+            if not take.open:
+                continue
+            if codes is None or not bool(alive[number]):
+                request.put(Piece(number, take.close()))
+                heard = True
+                continue
+            samples = take.add(codes[number])
+            if samples is not None:
+                request.put(Piece(number, samples))
+                heard = True
+        if request.member.done:
+            for number, take in enumerate(request.takes):
+                if take.open:
+                    request.put(Piece(number, take.close(), cut=take.steps >= request.limit))
+            self._finish(request, _END)
+        elif not heard and request.pieces.empty():
+            request.put(Piece(0, SILENCE))  # a step was made: the reader may stop here
+
+    def _finish(self, request: _Request, last) -> None:
+        request.put(last)
+        with self._changed:
+            if request in self._speaking:
+                self._speaking.remove(request)
+        request.gone.set()
+
+    def _fail_all(self, error: Exception) -> None:
+        with self._changed:
+            failed = list(self._speaking)
+        for request in failed:
+            self._finish(request, error)

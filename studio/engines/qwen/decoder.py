@@ -9,6 +9,8 @@ output, seams and window boundaries included.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 CHUNK_FRAMES = 300  # upstream chunked_decode window
@@ -30,6 +32,18 @@ class StreamDecoder:
         if context is not None and len(context):
             with torch.inference_mode():
                 self._append(context.to(self.device), emit=False)
+
+    def fork(self) -> "StreamDecoder":
+        """A decoder in this one's state that goes on independently (the module's weights are shared).
+
+        Codes and conv states are replaced, never changed in place, so they are shared until
+        either side moves on; the transformer's KV cache grows in place, so it is copied.
+        """
+        twin = StreamDecoder.__new__(StreamDecoder)
+        twin.decoder, twin.device, twin.codes = self.decoder, self.device, self.codes
+        twin._states = dict(self._states)
+        twin._cache = copy.deepcopy(self._cache)
+        return twin
 
     @property
     def frames(self) -> int:

@@ -10,8 +10,11 @@ as `official_frames`, the reference the tests and benchmarks hold our loop to.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -26,7 +29,7 @@ from ..base import MODES, Capabilities, Sampling, SpeakJob, VoicePrompt, check_r
 from ..frames import FrameEngine
 from ..runtime import checkpoint_fingerprint, choose_runtime
 from ..sampling import Picking
-from .talker import Prefill, Talker
+from .talker import Batch, Member, Prefill, Talker
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,16 @@ class QwenEngine(FrameEngine):
     name = "qwen"
     label = "Qwen3-TTS"
     capabilities = Capabilities(languages=LANGUAGES, modes=MODES, voice_files=(".pt",))
+    batching = True  # every request joins one running batch (continuous batching)
+    WARM_DECODERS = 8  # references whose vocoder state is kept warm
+
+    def __init__(self, settings):
+        super().__init__(settings)
+        self._warm: OrderedDict[str, object] = OrderedDict()
+        self._warm_lock = threading.Lock()
+
+    def status(self) -> str:
+        return super().status() + self.load_note()
 
     def _load(self):
         import torch
@@ -262,6 +275,15 @@ class QwenEngine(FrameEngine):
             prefill = self.prefill(job)
         return self.talker.frames(prefill, talker_picking, predictor_picking, generators, limit)
 
+    def new_batch(self) -> Batch:
+        return Batch(self.talker)
+
+    def member(self, job: SpeakJob, limit: int, generators: list, owner) -> Member:
+        talker_picking, predictor_picking = self.pickings(job.sampling)
+        with torch.inference_mode():
+            prefill = self.prefill(job)
+        return Member(prefill, talker_picking, predictor_picking, generators, limit, owner=owner)
+
     # -- the official path, kept as the reference for tests and benchmarks ------------------------
     def generate_kwargs(self, job: SpeakJob, limit: int) -> dict:
         """Arguments for `Qwen3TTSForConditionalGeneration.generate`, as `generate_voice_clone` builds them."""
@@ -308,9 +330,23 @@ class QwenEngine(FrameEngine):
             handle.remove()
 
     def decoder(self, prompt: VoicePrompt):
+        """A decoder already past the reference's frames: warmed once per reference, then copied for
+        every take and sentence (the reference is often longer than what is said)."""
         from .decoder import StreamDecoder
 
-        return StreamDecoder(self.model.model.speech_tokenizer.model.decoder, prompt.tensor(REF_CODE))
+        reference = prompt.tensor(REF_CODE)
+        vocoder = self.model.model.speech_tokenizer.model.decoder
+        if reference is None:
+            return StreamDecoder(vocoder)
+        key = hashlib.sha256(reference.detach().cpu().numpy().tobytes()).hexdigest()
+        with self._warm_lock:
+            warm = self._warm.get(key)
+            if warm is None:
+                warm = self._warm[key] = StreamDecoder(vocoder, reference)
+                while len(self._warm) > self.WARM_DECODERS:
+                    self._warm.popitem(last=False)
+            self._warm.move_to_end(key)
+            return warm.fork()
 
     def reference_decode(self, codes, prompt: VoicePrompt) -> np.ndarray:
         """Upstream's whole-take decode (reference codes as left context), which `decoder` reproduces

@@ -6,16 +6,17 @@ predictor for the 15 other code groups, each with its own set-up, logits-process
 lists and growing cache objects. Here the same weights run as plain tensor code:
 q/k/v and gate/up projections fused into one product each, key/value caches
 allocated once, sampling done in place, and the frames handed out as they are made.
-A batch of takes (each with its own random generator) costs about what one costs,
-since reading the weights, not arithmetic, bounds a frame.
+A batch of rows costs about what one row costs, since reading the weights, not
+arithmetic, bounds a frame: `Batch` lets several requests (each with its takes,
+prefill, position, sampling and random generators) share every step, joining and
+leaving between frames.
 
 The numbers follow qwen-tts exactly (same normalisation, rotary tables, products and
 sums in the same order); the tests hold our logits to the official ones within 1e-4
 in float32 and greedy codes to `generate_voice_clone`'s.
 
-CUDA graphs: every step reads and writes fixed tensors (static caches, a fixed
-batch), so `Talker.step` and `Talker.predict` are the seams to capture; that needs a
-GPU to build and test on, and is not done yet.
+CUDA graphs are not used: a batch whose members come and go changes shape between
+steps, and capturing them needs a GPU to build and test on.
 """
 
 from __future__ import annotations
@@ -118,6 +119,23 @@ class Cache:
         self.values = torch.zeros(shape, dtype=dtype, device=device)
         self.length = length
 
+    def repeat(self, rows: int) -> "Cache":
+        """`rows` copies of a one-row cache: one prefill serves every take of a request."""
+        copy = Cache.__new__(Cache)
+        copy.keys = self.keys.repeat(1, rows, 1, 1, 1)
+        copy.values = self.values.repeat(1, rows, 1, 1, 1)
+        copy.length = self.length
+        return copy
+
+
+@dataclass
+class Part:
+    """Consecutive rows of a batch that share a cache and positions: one request's takes."""
+
+    rows: slice
+    cache: Cache
+    start: int
+
 
 class Stack:
     """A Qwen3 decoder stack (attention with q/k norms and rotary positions, SwiGLU) over a static cache."""
@@ -152,10 +170,16 @@ class Stack:
 
     def __call__(self, x: torch.Tensor, cache: Cache, start: int) -> torch.Tensor:
         """Run `x` [batch, tokens, hidden] at positions start..; returns the normed last hidden states."""
+        return self.run(x, [Part(slice(None), cache, start)])
+
+    def run(self, x: torch.Tensor, parts: list[Part]) -> torch.Tensor:
+        """Run `x` whose rows come in `parts`, each over its own cache and positions.
+
+        The products, which read the weights, are shared by every row; attention is per part,
+        so a request's numbers do not depend on which others share its batch (beyond the
+        rounding of batched products).
+        """
         batch, tokens, _ = x.shape
-        end = start + tokens
-        cos, sin = self.rope(end)
-        cos, sin = cos[start:end], sin[start:end]
         q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim
         for index, block in enumerate(self.blocks):
             h = rms_norm(x, block.input_norm, self.eps)
@@ -163,18 +187,29 @@ class Stack:
             q = rms_norm(q.view(batch, tokens, self.heads, self.head_dim), block.q_norm, self.eps).transpose(1, 2)
             k = rms_norm(k.view(batch, tokens, self.kv_heads, self.head_dim), block.k_norm, self.eps).transpose(1, 2)
             v = v.view(batch, tokens, self.kv_heads, self.head_dim).transpose(1, 2)
-            q = q * cos + rotate_half(q) * sin
-            k = k * cos + rotate_half(k) * sin
-            cache.keys[index, :, :, start:end] = k
-            cache.values[index, :, :, start:end] = v
-            attended = F.scaled_dot_product_attention(
-                q, cache.keys[index, :, :, :end], cache.values[index, :, :, :end],
-                is_causal=tokens > 1 and start == 0, scale=self.head_dim ** -0.5,
-                enable_gqa=self.kv_heads != self.heads)
+            attended = torch.cat([self.attend(index, q[p.rows], k[p.rows], v[p.rows], p.cache, p.start)
+                                  for p in parts]) if len(parts) > 1 else \
+                self.attend(index, q, k, v, parts[0].cache, parts[0].start)
             x = x + block.out(attended.transpose(1, 2).reshape(batch, tokens, q_size))
             gate, up = block.gate_up(rms_norm(x, block.post_norm, self.eps)).chunk(2, dim=-1)
             x = x + block.down(F.silu(gate) * up)
         return rms_norm(x, self.norm, self.eps)
+
+    def attend(self, index: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: Cache,
+               start: int) -> torch.Tensor:
+        """Layer `index`'s attention for rows at positions start..: rotary positions, cache, then SDPA."""
+        tokens = q.shape[2]
+        end = start + tokens
+        cos, sin = self.rope(end)
+        cos, sin = cos[start:end], sin[start:end]
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        cache.keys[index, :, :, start:end] = k
+        cache.values[index, :, :, start:end] = v
+        return F.scaled_dot_product_attention(
+            q, cache.keys[index, :, :, :end], cache.values[index, :, :, :end],
+            is_causal=tokens > 1 and start == 0, scale=self.head_dim ** -0.5,
+            enable_gqa=self.kv_heads != self.heads)
 
 
 @dataclass
@@ -211,6 +246,8 @@ class Talker:
         self.banned[vocab - 1024:] = True  # qwen-tts suppresses the top 1024 ids, all but end-of-speech
         self.banned[self.eos] = False
         self.min_frames = 2  # qwen-tts' min_new_tokens: end-of-speech cannot come first or second
+        self.banned_with_eos = self.banned.clone()
+        self.banned_with_eos[self.eos] = True
 
     # -- one talker step and one frame of the code predictor ------------------------------------
     def step(self, embeds: torch.Tensor, cache: Cache, start: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -218,12 +255,10 @@ class Talker:
         hidden = self.stack(embeds, cache, start)[:, -1:]
         return hidden, self.head(hidden)[:, 0].float()
 
-    def predict(self, hidden: torch.Tensor, first: torch.Tensor, how: Picking, generators: list,
-                cache: Cache, forced: torch.Tensor | None = None,
-                on_logits: Callable | None = None) -> torch.Tensor:
+    def predict(self, hidden: torch.Tensor, first: torch.Tensor, choose: Callable, cache: Cache) -> torch.Tensor:
         """The other code groups of one frame from the talker's hidden state and the first code: [b, groups].
 
-        `forced` [b, groups - 1] feeds given codes instead of picked ones (teacher forcing, for tests).
+        `choose(group, logits)` gives group's codes [b] from its float32 logits [b, vocab].
         """
         x = torch.cat([hidden, F.embedding(first[:, None], self.codec_embedding)], dim=1)
         codes = [first]
@@ -234,10 +269,7 @@ class Talker:
                 x = self.projection(x)
             start = 0 if group == 0 else group + 1
             out = self.predictor(x, cache, start)[:, -1]
-            logits = self.predictor_heads[group](out).float()
-            if on_logits is not None:
-                on_logits(group + 1, logits)
-            codes.append(forced[:, group] if forced is not None else pick(logits, how, generators))
+            codes.append(choose(group + 1, self.predictor_heads[group](out).float()))
         return torch.stack(codes, dim=1)
 
     def frame_embedding(self, codes: torch.Tensor) -> torch.Tensor:
@@ -255,48 +287,176 @@ class Talker:
         A take ends when it picks end-of-speech; the loop ends when all have, or after
         `limit` frames. `forced` [frames, groups] replays given codes (teacher forcing) and
         `on_logits(group, logits)` sees every logit vector, group 0 being the talker's.
+        It is a batch with this one member.
         """
-        batch = len(generators)
-        tokens = prefill.embeds.shape[1]
-        # Each step runs under inference_mode, but no `with` spans a yield: the consumer may resume
-        # this generator from another thread, and grad mode is per thread.
+        batch = Batch(self)
+        member = Member(prefill, talker_picking, predictor_picking, generators, limit, forced, on_logits)
+        batch.join(member)
+        while not member.done:
+            for _, codes, alive in batch.step():
+                if codes is None:
+                    return
+                yield codes, alive
+
+
+@dataclass(eq=False)
+class Member:
+    """One request in a batch: its prefill, how it picks, a generator per take, its limit, and where it is.
+
+    `forced` [frames, groups] replays given codes (teacher forcing); `on_logits(group, logits)`
+    sees its logits; `owner` is whatever the caller wants to find the request by.
+    """
+
+    prefill: Prefill
+    talker_picking: Picking
+    predictor_picking: Picking
+    generators: list
+    limit: int
+    forced: torch.Tensor | None = None
+    on_logits: Callable | None = None
+    owner: object = None
+    frames: int = 0  # frames made so far
+    done: bool = False
+    cache: Cache | None = None
+    hidden: torch.Tensor | None = None  # the talker's last hidden state [takes, 1, h]
+    logits: torch.Tensor | None = None  # and its logits for the next first code [takes, vocab]
+    fed: torch.Tensor | None = None  # the last frame's codes, to feed the talker next step
+    history: torch.Tensor | None = None  # first codes so far [takes, frames], for the repetition penalty
+    alive: torch.Tensor | None = None  # takes that have not ended [takes]
+    first: torch.Tensor | None = None  # this step's first codes
+
+    @property
+    def takes(self) -> int:
+        return len(self.generators)
+
+    @property
+    def length(self) -> int:
+        return self.prefill.embeds.shape[1]
+
+
+class Batch:
+    """Frames for several requests at once: each joins with its own prefill and leaves when it is done.
+
+    A step feeds every member its last frame in one talker pass and makes every member's next
+    frame in one code-predictor pass: the products that read the weights are shared by all
+    rows (reading weights, not arithmetic, bounds a frame), while attention, text, sampling and
+    random generators stay each member's own.
+    """
+
+    def __init__(self, talker: Talker):
+        self.talker = talker
+        self.members: list[Member] = []
+        self._predictor_cache: Cache | None = None
+
+    @property
+    def rows(self) -> int:
+        return sum(member.takes for member in self.members)
+
+    def join(self, member: Member) -> None:
+        """Prefill `member` (alone, once for all its takes) and take it into the next step."""
+        takes, talker = member.takes, self.talker
         with torch.inference_mode():
-            cache = self.stack.cache(batch, tokens + limit)
-            predictor_cache = self.predictor.cache(batch, self.groups)
-            hidden, logits = self.step(prefill.embeds.expand(batch, -1, -1), cache, 0)
-            history = torch.zeros(batch, 0, dtype=torch.long, device=logits.device)
-            alive = torch.ones(batch, dtype=torch.bool, device=logits.device)
-        for index in range(limit):
-            with torch.inference_mode():
-                if on_logits is not None:
-                    on_logits(0, logits)
-                if forced is not None and index >= forced.shape[0]:
-                    return
-                if forced is not None:
-                    first = forced[index, :1].expand(batch)
+            cache = talker.stack.cache(1, member.length + member.limit)
+            hidden, logits = talker.step(member.prefill.embeds, cache, 0)
+            member.cache = cache if takes == 1 else cache.repeat(takes)
+            member.hidden = hidden.expand(takes, -1, -1).contiguous()
+            member.logits = logits.expand(takes, -1).contiguous()
+            member.history = torch.zeros(takes, 0, dtype=torch.long, device=logits.device)
+            member.alive = torch.ones(takes, dtype=torch.bool, device=logits.device)
+        self.members.append(member)
+
+    def leave(self, member: Member) -> None:
+        if member in self.members:
+            self.members.remove(member)
+        member.done = True
+        member.cache = None
+
+    def step(self) -> list[tuple[Member, torch.Tensor | None, torch.Tensor]]:
+        """One frame for every member: (member, codes [takes, groups] or None, alive [takes]).
+
+        None means the member ended before this frame (every take picked end-of-speech). A
+        member that ended or reached its limit is marked done and has left the batch.
+        """
+        with torch.inference_mode():
+            self._feed()
+            ready = [member for member in self.members if self._pick_first(member)]
+            codes = self._predict(ready) if ready else None
+        results = []
+        start = 0
+        for member in list(self.members):
+            if member not in ready:
+                results.append((member, None, member.alive))
+                self.leave(member)
+                continue
+            made = codes[start:start + member.takes]
+            start += member.takes
+            member.frames += 1
+            member.fed = made
+            results.append((member, made, member.alive.clone()))
+            if member.frames >= member.limit:
+                self.leave(member)
+        return results
+
+    def _feed(self) -> None:
+        """The talker pass: every member's last frame (and its text), each at its own position."""
+        waiting = [member for member in self.members if member.fed is not None]
+        if not waiting:
+            return
+        talker = self.talker
+        embeds, parts, start = [], [], 0
+        for member in waiting:
+            made = member.frames - 1
+            embeds.append(talker.frame_embedding(member.fed) + _text_at(member.prefill, made))
+            parts.append(Part(slice(start, start + member.takes), member.cache, member.length + made))
+            start += member.takes
+        hidden = talker.stack.run(torch.cat(embeds), parts)[:, -1:]
+        logits = talker.head(hidden)[:, 0].float()
+        for member, part in zip(waiting, parts):
+            member.hidden, member.logits, member.fed = hidden[part.rows], logits[part.rows], None
+
+    def _pick_first(self, member: Member) -> bool:
+        """The member's first codes of its next frame; False when it has ended."""
+        index, talker = member.frames, self.talker
+        if member.on_logits is not None:
+            member.on_logits(0, member.logits)
+        if member.forced is not None:
+            if index >= member.forced.shape[0]:
+                return False
+            first = member.forced[index, :1].expand(member.takes)
+        else:
+            banned = talker.banned if index >= talker.min_frames else talker.banned_with_eos
+            first = pick(member.logits, member.talker_picking, member.generators, member.history, banned)
+        member.history = torch.cat([member.history, first[:, None]], dim=1)
+        member.alive = member.alive & (first != talker.eos)
+        member.first = first
+        return bool(member.alive.any())
+
+    def _predict(self, ready: list[Member]) -> torch.Tensor:
+        """The code predictor pass for every ready member's rows; each member picks its own codes."""
+        rows = sum(member.takes for member in ready)
+        if self._predictor_cache is None or self._predictor_cache.keys.shape[1] != rows:
+            self._predictor_cache = self.talker.predictor.cache(rows, self.talker.groups)
+
+        def choose(group: int, logits: torch.Tensor) -> torch.Tensor:
+            picked, start = [], 0
+            for member in ready:
+                mine = logits[start:start + member.takes]
+                start += member.takes
+                if member.on_logits is not None:
+                    member.on_logits(group, mine)
+                if member.forced is not None:
+                    picked.append(member.forced[member.frames, group].expand(member.takes))
                 else:
-                    banned = self.banned if index >= self.min_frames else self._banned_with_eos()
-                    first = pick(logits, talker_picking, generators, history, banned)
-                history = torch.cat([history, first[:, None]], dim=1)
-                alive = alive & (first != self.eos)
-                if not bool(alive.any()):
-                    return
-                rest = None if forced is None else forced[index, 1:].expand(batch, -1)
-                codes = self.predict(hidden, first, predictor_picking, generators, predictor_cache, rest, on_logits)
-            yield codes, alive
-            if index + 1 == limit:
-                return
-            with torch.inference_mode():
-                embeds = self.frame_embedding(codes) + self._text_at(prefill, index)
-                hidden, logits = self.step(embeds, cache, tokens + index)
+                    picked.append(pick(mine, member.predictor_picking, member.generators))
+            return torch.cat(picked)
 
-    def _banned_with_eos(self) -> torch.Tensor:
-        banned = self.banned.clone()
-        banned[self.eos] = True
-        return banned
+        hidden = torch.cat([member.hidden for member in ready])
+        first = torch.cat([member.first for member in ready])
+        return self.talker.predict(hidden, first, choose, self._predictor_cache)
 
-    @staticmethod
-    def _text_at(prefill: Prefill, index: int) -> torch.Tensor:
-        if index < prefill.trailing.shape[1]:
-            return prefill.trailing[:, index:index + 1]
-        return prefill.pad
+
+def _text_at(prefill: Prefill, index: int) -> torch.Tensor:
+    """The text embedding added to frame `index`'s input: the trailing text, then the pad."""
+    if index < prefill.trailing.shape[1]:
+        return prefill.trailing[:, index:index + 1]
+    return prefill.pad
