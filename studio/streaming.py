@@ -259,6 +259,55 @@ def _fade(samples: np.ndarray, rising: bool) -> np.ndarray:
     return samples
 
 
+_ENDED = object()
+
+
+class Together:
+    """Several streams generated at once where their engine batches, and read one after another.
+
+    Iterating yields (index, chunk) for stream 0 as it is made, then stream 1's (what was made
+    meanwhile at once, then live), and so on; (index, None) marks the end of a stream, whose
+    `takes` are then complete. Streams on an engine that speaks one request at a time start only
+    when their turn comes, so the first is never kept waiting behind the others. Closing the
+    iterator cancels every stream.
+    """
+
+    def __init__(self, streams: list[Stream]):
+        self.streams = streams
+        self._queues = [queue.Queue() for _ in streams]
+        self._threads = [threading.Thread(target=self._run, args=(s, q), daemon=True, name="studio-together")
+                         for s, q in zip(streams, self._queues)]
+
+    def __iter__(self) -> Iterator[tuple[int, Chunk | None]]:
+        for stream, thread in zip(self.streams, self._threads):
+            if stream.engine.batching:
+                thread.start()
+        try:
+            for index, (thread, chunks) in enumerate(zip(self._threads, self._queues)):
+                if not thread.is_alive() and thread.ident is None:
+                    thread.start()
+                while (item := chunks.get()) is not _ENDED:
+                    if isinstance(item, BaseException):
+                        raise item
+                    yield index, item
+                yield index, None
+        finally:
+            for stream in self.streams:
+                stream.cancel()
+            for thread in self._threads:
+                if thread.ident is not None:
+                    thread.join()
+
+    @staticmethod
+    def _run(stream: Stream, chunks: queue.Queue) -> None:
+        try:
+            for chunk in stream:
+                chunks.put(chunk)
+            chunks.put(_ENDED)
+        except BaseException as error:  # noqa: BLE001 - the reader raises it when it gets there
+            chunks.put(error)
+
+
 class Pump:
     """Runs a stream in one worker thread and hands its chunks over a bounded queue.
 

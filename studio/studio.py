@@ -440,7 +440,9 @@ class Studio:
 
         Events: ("chunk", column, take_number, samples, sample_rate) while a take streams, ("scored", column,
         ScoredTake) after each take, and ("done", [ColumnResult, ...]) at the end. Every column is
-        checked (voice, reference, mode) before anything is generated.
+        checked (voice, reference, mode) before anything is generated. Every column's takes are one
+        request, and the columns of a batching engine speak at once; events still come column by
+        column and take by take, the first take live.
         """
         text = validate_text(request.text, self.settings.max_text_chars)
         language = normalise_language(request.language)
@@ -459,22 +461,34 @@ class Studio:
             engine.load()
         prompts = [self._column_prompt(column, engine) for column, engine in zip(request.columns, engines)]
         references = [self._column_reference(column) for column in request.columns]
+        sampling = replace(request.sampling, seed=request.seed)
+        streams = [streaming.Stream(engine, streaming.Speech(text, spoken, prompt, sampling), self.budget(),
+                                    takes=request.takes)
+                   for engine, spoken, prompt in zip(engines, languages, prompts)]
         results = []
-        for index, (column, prompt, reference) in enumerate(zip(request.columns, prompts, references)):
+        later: list[list] = [[] for _ in range(request.takes)]  # chunks of takes 1.. while take 0 plays
+        for index, chunk in streaming.Together(streams):
+            stream = streams[index]
+            if chunk is not None:
+                if chunk.take == 0:
+                    yield "chunk", index, 0, chunk.samples, stream.rate
+                else:
+                    later[chunk.take].append(chunk.samples)
+                continue
             scored = []
-            for number in range(request.takes):
-                sampling = replace(request.sampling, seed=(request.seed + number) % 2**32)
-                speech = streaming.Speech(text, languages[index], prompt, sampling)
-                take_stream = streaming.Stream(engines[index], speech, self.budget())
-                for chunk in take_stream:
-                    yield "chunk", index, number, chunk.samples, take_stream.rate
-                take = ScoredTake(take_stream.take, self._score(take_stream.take, text, language, reference))
+            for number, made in enumerate(stream.takes):
+                for samples in later[number]:
+                    yield "chunk", index, number, samples, stream.rate
+                later[number] = []
+                take = ScoredTake(made, self._score(made, text, language, references[index]))
                 scored.append(take)
+                column = request.columns[index]
                 self.remember(SpeakRequest(text, language, column.voice, column.reference, column.ref_text,
-                                           column.mode or None, sampling, column.mode, column.engine),
-                              engines[index], take.take, "compare", take.scores.to_dict())
+                                           column.mode or None, replace(sampling, seed=made.seed), column.mode,
+                                           column.engine), engines[index], made, "compare", take.scores.to_dict())
                 yield "scored", index, take
-            results.append(ColumnResult(column, sorted(scored, key=lambda t: t.scores.combined, reverse=True)))
+            results.append(ColumnResult(request.columns[index],
+                                        sorted(scored, key=lambda t: t.scores.combined, reverse=True)))
         yield "done", results
 
     def compare(self, request: CompareRequest) -> list[ColumnResult]:

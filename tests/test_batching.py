@@ -169,3 +169,23 @@ def test_eight_websocket_sessions_at_once_are_exact_and_complete(live_server, st
         take = studio.synthesize(request)
         assert len(audio) == frames * SAMPLES_PER_FRAME
         np.testing.assert_array_equal(audio, take.samples)
+
+
+def test_compare_columns_and_their_takes_share_the_batch(studio, ja_clips):
+    """Two columns of two takes: four rows in one batch, and the events still come column by column."""
+    from studio.studio import Column, CompareRequest
+
+    entry = ja_clips[2]
+    studio.save_voice(NewVoice("Compare Batch", entry["path"], entry["text"]))
+    request = CompareRequest("Side by side.", "English", (Column(voice="Compare Batch"),
+                                                          Column(voice="Compare Batch", mode="xvector")),
+                             seed=5, takes=2, sampling=Sampling(max_seconds=6 * FRAME))
+    with row_trace(studio.engine) as rows:
+        events = list(studio.compare_events(request))
+    assert max(rows) == 4
+    order = [(e[1], e[2]) for e in events if e[0] == "chunk"]
+    assert order == sorted(order) and {key for key in order} == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    scored = [(e[1], e[2].take.seed) for e in events if e[0] == "scored"]
+    assert scored == [(0, 5), (0, 6), (1, 5), (1, 6)]
+    (done,) = [e[1] for e in events if e[0] == "done"]
+    assert all(len(t.take.samples) == 6 * SAMPLES_PER_FRAME for column in done for t in column.takes)

@@ -154,6 +154,7 @@ class Engine:
     name = "engine"
     label = "This engine"  # as users know it, for messages
     capabilities = Capabilities()
+    batching = False  # requests speak together in one running batch, rather than one after another
 
     def __init__(self, settings: Settings):
         self.settings = settings
