@@ -189,3 +189,38 @@ def test_compare_columns_and_their_takes_share_the_batch(studio, ja_clips):
     assert scored == [(0, 5), (0, 6), (1, 5), (1, 6)]
     (done,) = [e[1] for e in events if e[0] == "done"]
     assert all(len(t.take.samples) == 6 * SAMPLES_PER_FRAME for column in done for t in column.takes)
+
+
+def test_the_page_status_line_shows_what_the_batch_is_doing(browser, live_server, studio, ja_clips):
+    """An open page sees the status line change while an app speaks through the WebSocket, and change back."""
+    import threading
+
+    import websockets
+
+    entry = ja_clips[0]
+    studio.set_default_voice(studio.save_voice(NewVoice("Status Voice", entry["path"], entry["text"])).name)
+
+    page = browser.new_page()
+    page.goto(live_server)
+    page.wait_for_selector("#status")
+    done = threading.Event()
+
+    async def app():
+        async with websockets.connect(ws_url(live_server)) as socket:
+            await socket.send(json.dumps({"type": "start", "max_frames": 400, "seed": 1}))
+            await socket.recv()
+            await socket.send(json.dumps({"type": "speak", "text": "A long line for the status test."}))
+            while not done.is_set():
+                message = await socket.recv()
+                assert isinstance(message, bytes) or json.loads(message)["type"] == "audio_chunk", message
+
+    talking = threading.Thread(target=run_async, args=(app(),), daemon=True)
+    talking.start()
+    try:
+        page.wait_for_function("document.querySelector('#status').innerText.includes('Generating 1 request')",
+                                   timeout=30000)
+    finally:
+        done.set()
+        talking.join(60)
+    page.wait_for_function("!document.querySelector('#status').innerText.includes('Generating')", timeout=30000)
+    page.close()

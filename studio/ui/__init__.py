@@ -23,6 +23,8 @@ from .live import LivePlayer
 from .preview import PreviewTab
 from .reference import ReferenceTab
 
+STATUS_SECONDS = 2.0  # how often an open page refreshes the status line
+
 __all__ = ["StudioUI", "build_app", "engine_note", "launch_options"]
 
 
@@ -44,7 +46,7 @@ class StudioUI:
         self.library = LibraryTab(studio)
 
     def status(self) -> str:
-        """Whether the TTS model is loaded, and where."""
+        """Whether the TTS model is loaded, and where; what the batch is generating and what waits."""
         return self.studio.status()
 
     def build(self) -> gr.Blocks:
@@ -71,6 +73,9 @@ class StudioUI:
                                                               api_visibility="private")
             demo.load(self.history.listing, outputs=listing, api_visibility="private")
             demo.load(user_errors(self.status), outputs=status, api_name="status")
+            # The status line says how many requests the batch is generating and how many wait.
+            gr.Timer(STATUS_SECONDS).tick(self.status, outputs=status, show_progress="hidden", queue=False,
+                                          api_visibility="private")
         return demo
 
 
