@@ -530,7 +530,7 @@ def add_routes(app, studio: Studio, tickets: Tickets | None = None) -> None:
         else:
             try:
                 await socket.close(code=1008, reason=USED_TICKET if ticket else "No stream ticket was sent.")
-            except RuntimeError:
+            except (WebSocketDisconnect, RuntimeError):
                 pass  # the page closed it first
 
     @app.get("/v1/models")

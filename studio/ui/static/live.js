@@ -3,7 +3,7 @@
 // Runs as a gr.HTML component's js_on_load: Gradio gives `element`, `props`, `trigger` and `watch`.
 // A click on the page's button asks the studio for a ticket (the component's value: JSON). At the
 // same moment the player takes a socket it opened ahead of the click (on focus of the text or on
-// the button), or opens one, so the handshake overlaps the ticket's round trip; the socket's first
+// the button, after a take), or opens one, so the handshake overlaps the ticket's round trip; its first
 // message is the ticket, and nothing happens on it without one. A Stream ticket ("speech") is one
 // take; a Compare ticket ("run") is a series of takes, each announced by a "part" message. Each
 // chunk is scheduled with an AudioBufferSourceNode right after the one before. For every take the
@@ -246,6 +246,7 @@ function end(s) {
   const takes = s.parts > 1 ? ` in ${s.parts} takes` : "";
   show(s, "done", `Played ${seconds.toFixed(2)} s${takes}.`);
   figures(s);
+  warm(); // another click is likely now: its socket is ready
 }
 
 // -- messages from the studio ----------------------------------------------------------------------
