@@ -266,7 +266,7 @@ def picture(clip: audio.Clip, width: int = 640, height: int = 280):
     x = clip.samples if len(clip.samples) else np.zeros(1, np.float32)
     _draw_wave(draw, x, box)
     image.paste(_spectrogram(x, clip.rate, box.width, box.spec_height), (box.left, box.spec_top))
-    font, ink, frame = _font(11), (60, 60, 60), (150, 150, 150)
+    font, ink, frame = _font(12), (60, 60, 60), (150, 150, 150)
     for value, offset in ticks(clip.duration, box.width):  # time along the bottom
         at = box.left + offset
         draw.line([(at, box.spec_bottom + 1), (at, box.spec_bottom + 5)], fill=ink)

@@ -411,6 +411,10 @@ def test_compare_shows_each_column_as_it_is_done(page, ja_clips):
     expect(player.locator(".live-figures")).to_contain_text("after the click")
     expect(player.locator(".live-figures")).to_contain_text("engine's first audio")
     page.screenshot(path="/tmp/compare.png", full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: results, pictures and player still fit
+    page.wait_for_timeout(300)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1
+    page.screenshot(path="/tmp/compare-390.png", full_page=True)
 
 
 def test_stop_during_a_one_shot_says_how_long_it_ran(page, ja_clips, engine):

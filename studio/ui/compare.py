@@ -27,6 +27,7 @@ SCORE_ROWS = [("similarity", "Speaker similarity", max), ("error_rate", "Error r
               ("duration", "Duration (s)", None), ("speaking_rate", "Characters per second", None),
               ("time_to_first_audio", "First audio (s)", min), ("real_time_factor", "Real-time factor", min),
               ("combined", "Combined", max)]
+PICTURE = (360, 260)  # pixels: about a column's width, so it is shown near its own size
 LIVE_HINT = "Press Compare to hear every column's takes as they are generated, one after another."
 
 
@@ -194,7 +195,7 @@ class CompareTab:
         clip = audio.Clip(best.take.samples, best.take.rate, "take")
         take_path = studio.write_wav(clip, "compare")
         picture_path = studio.files.path("picture", ".png")
-        picture(clip).save(picture_path)
+        picture(clip, *PICTURE).save(picture_path)
         state.append(dict(index=index, voice=result.column.voice, mode=result.column.mode,
                           engine=result.column.engine or studio.engine.name, take=str(take_path),
                           seed=best.take.seed, text=request.text, language=request.language, takes=request.takes,
@@ -227,7 +228,10 @@ class CompareTab:
                                               label="Engine", elem_id=f"compare-engine-{index}"),
                         "take": gr.Audio(label="Best take", type="filepath", interactive=False,
                                          elem_id=f"compare-take-{index}"),
-                        "picture": gr.Image(label="Waveform and spectrogram", type="filepath", interactive=False),
+                        # Shown at about its own size, so the axes' labels stay readable; no label over the plot.
+                        "picture": gr.Image(label="Waveform and spectrogram", show_label=False, type="filepath",
+                                            interactive=False, height=PICTURE[1] + 10, buttons=["fullscreen"],
+                                            elem_id=f"compare-picture-{index}"),
                         "scores": gr.Markdown(elem_id=f"compare-scores-{index}"),
                         "approve": gr.Button("Approve this take", elem_id=f"compare-approve-{index}"),
                     }
