@@ -52,7 +52,8 @@ def main() -> None:
             page.get_by_label("Text to speak").fill("How soon does the first sound come?")
             page.get_by_text("Sampling").click()
             page.get_by_label("Max frames per sentence (0 = from text)").fill("12")
-            print(f"{'stream':>6}{'click to sound ms':>19}{'engine first audio ms':>23}{'difference ms':>15}")
+            print(f"{'stream':>6}{'click to sound ms':>19}{'engine first audio ms':>23}{'difference ms':>15}"
+                  f"{'ticket ms':>11}{'socket open ms':>16}{'first chunk ms':>16}")
             differences = []
             for number in range(1, args.streams + 2):
                 page.locator("#preview-stream").click()
@@ -64,7 +65,10 @@ def main() -> None:
                 summary = page.locator("#take-summary").inner_text()
                 engine = 1000 * float(summary.split("engine's first audio after ")[1].split(" s")[0])
                 label = "load" if number == 1 else str(number - 1)
-                print(f"{label:>6}{heard:>19.0f}{engine:>23.0f}{heard - engine:>15.0f}")
+                marks = json.loads(page.locator(PLAYER).get_attribute("data-marks"))
+                print(f"{label:>6}{heard:>19.0f}{engine:>23.0f}{heard - engine:>15.0f}"
+                      + "".join(f"{marks.get(k, float('nan')):>{w}.0f}" for k, w in
+                                (("ticket", 11), ("open", 16), ("first", 16))))
                 if number > 1:
                     differences.append(heard - engine)
                 page.wait_for_timeout(300)

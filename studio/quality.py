@@ -198,26 +198,114 @@ class Scorer:
         return scores
 
 
-def picture(clip: audio.Clip, width: int = 640, height: int = 240):
-    """Waveform over spectrogram, as a PIL image (no plotting library needed)."""
-    from PIL import Image, ImageDraw
-    from scipy.signal import stft
+NICE_STEPS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300)
+WAVE_SHARE = 0.3  # of the plots' height: the waveform; the spectrogram below it
 
-    wave_height = height // 3
+
+@dataclass(frozen=True)
+class Plots:
+    """Where a picture's two plots lie, in pixels: room is left around them for the axes."""
+
+    left: int
+    width: int
+    wave_top: int
+    wave_height: int
+    spec_top: int
+    spec_height: int
+
+    @property
+    def spec_bottom(self) -> int:
+        return self.spec_top + self.spec_height - 1
+
+
+def plots(width: int, height: int) -> Plots:
+    left, right, top, bottom, gap = 46, 14, 8, 30, 12
+    plot_w, plot_h = max(2, width - left - right), max(6, height - top - bottom - gap)
+    wave_h = max(2, int(plot_h * WAVE_SHARE))
+    return Plots(left, plot_w, top, wave_h, top + wave_h + gap, plot_h - wave_h)
+
+
+def ticks(length: float, pixels: int, min_gap: int = 56) -> list[tuple[float, int]]:
+    """Tick values from 0 to `length` (a round step, at least `min_gap` pixels apart) and their pixel
+    offsets along an axis `pixels` long, so labels never crowd however long the clip."""
+    if length <= 0 or pixels <= 1:
+        return [(0.0, 0)]
+    most = max(1, pixels // min_gap)
+    step = next((s for s in NICE_STEPS if length / s <= most), length)
+    count = int(length / step + 1e-9)
+    return [(round(k * step, 6), position(k * step, length, pixels)) for k in range(count + 1)]
+
+
+def position(value: float, length: float, pixels: int) -> int:
+    """The pixel offset of `value` on an axis from 0 to `length` drawn `pixels` long."""
+    return round(value / length * (pixels - 1))
+
+
+def tick_label(value: float) -> str:
+    """0, 0.5, 1, 1.25 ...: no trailing zeros."""
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow without FreeType sizes: its fixed bitmap font
+        return ImageFont.load_default()
+
+
+def picture(clip: audio.Clip, width: int = 640, height: int = 280):
+    """Waveform over spectrogram with their axes (time in s below, frequency in kHz, amplitude -1..1), as a
+    PIL image: no plotting library needed."""
+    from PIL import Image, ImageDraw
+
     image = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(image)
+    box = plots(width, height)
     x = clip.samples if len(clip.samples) else np.zeros(1, np.float32)
-    columns = np.array_split(x, width)
-    middle = wave_height // 2
-    for i, column in enumerate(columns):
+    _draw_wave(draw, x, box)
+    image.paste(_spectrogram(x, clip.rate, box.width, box.spec_height), (box.left, box.spec_top))
+    font, ink, frame = _font(12), (60, 60, 60), (150, 150, 150)
+    for value, offset in ticks(clip.duration, box.width):  # time along the bottom
+        at = box.left + offset
+        draw.line([(at, box.spec_bottom + 1), (at, box.spec_bottom + 5)], fill=ink)
+        draw.text((at, box.spec_bottom + 7), tick_label(value), fill=ink, font=font, anchor="mt")
+    draw.text((box.left + box.width, height - 1), "time (s)", fill=ink, font=font, anchor="rd")
+    for value, offset in ticks(clip.rate / 2000, box.spec_height, min_gap=22):  # frequency up the spectrogram
+        at = box.spec_bottom - offset
+        draw.line([(box.left - 5, at), (box.left - 1, at)], fill=ink)
+        draw.text((box.left - 7, at), tick_label(value), fill=ink, font=font, anchor="rm")
+    draw.text((2, box.spec_top + box.spec_height // 2), "kHz", fill=ink, font=font, anchor="lm")
+    wave_bottom = box.wave_top + box.wave_height - 1
+    for value, at in ((1, box.wave_top), (0, box.wave_top + box.wave_height // 2), (-1, wave_bottom)):
+        draw.line([(box.left - 5, at), (box.left - 1, at)], fill=ink)  # amplitude, full scale
+        draw.text((box.left - 7, at), str(value), fill=ink, font=font, anchor="rm")
+    draw.rectangle([box.left - 1, box.wave_top - 1, box.left + box.width, wave_bottom + 1], outline=frame)
+    draw.rectangle([box.left - 1, box.spec_top - 1, box.left + box.width, box.spec_bottom + 1], outline=frame)
+    return image
+
+
+def _draw_wave(draw, x: np.ndarray, box: Plots) -> None:
+    """The waveform's envelope, one vertical line per pixel column, full scale = the plot's height."""
+    left, top, width, height = box.left, box.wave_top, box.width, box.wave_height
+    middle = top + height / 2
+    draw.line([(left, middle), (left + width - 1, middle)], fill=(210, 210, 210))
+    for i, column in enumerate(np.array_split(x, width)):
         if len(column):
-            top, bottom = float(column.max()), float(column.min())
-            draw.line([(i, middle - top * middle), (i, middle - bottom * middle)], fill=(40, 90, 160))
-    _, _, spectrum = stft(x, fs=clip.rate, nperseg=512, noverlap=384)
+            high, low = float(np.clip(column.max(), -1, 1)), float(np.clip(column.min(), -1, 1))
+            draw.line([(left + i, middle - high * height / 2), (left + i, middle - low * height / 2)],
+                      fill=(40, 90, 160))
+
+
+def _spectrogram(x: np.ndarray, rate: int, width: int, height: int):
+    """80 dB of power, low frequencies at the bottom, 0 Hz to half the sample rate."""
+    from PIL import Image
+    from scipy.signal import stft
+
+    _, _, spectrum = stft(x, fs=rate, nperseg=512, noverlap=384)
     power = 20 * np.log10(np.abs(spectrum) + 1e-6)
-    power = np.clip((power - (power.max() - 80)) / 80, 0, 1)[::-1]  # 80 dB range, low frequencies at the bottom
+    power = np.clip((power - (power.max() - 80)) / 80, 0, 1)[::-1]
     rows = (power * 255).astype(np.uint8)
     heat = np.stack([rows, (rows * 0.6).astype(np.uint8), (255 - rows) // 3], axis=-1)
-    spectrogram = Image.fromarray(heat, "RGB").resize((width, height - wave_height))
-    image.paste(spectrogram, (0, wave_height))
-    return image
+    return Image.fromarray(heat, "RGB").resize((width, height))

@@ -30,6 +30,7 @@ from starlette.websockets import WebSocketDisconnect
 from . import openai_compat
 from .config import Settings
 from .errors import Cancelled, InvalidInput, LibraryBusy, ModelUnavailable, StudioError, VoiceNotFound
+from .feeds import Feed
 from .languages import normalise_language
 from .schemas import ControlMessage, FieldError, SpeakMessage, SpeechBody, StartMessage
 from .speech import Encoder, Resampler, pcm_bytes
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 
 MAX_QUEUED = 8  # utterances waiting per WebSocket connection
 MAX_MESSAGE = 64 * 1024  # bytes of one client message or request body
+MAX_TICKET_MESSAGE = 256  # bytes of the page's first message on /api/v1/live
+USED_TICKET = "This stream ticket is used or expired: click Stream again."
 STALL_SECONDS = 20.0  # a client that takes no audio for this long loses its utterance (the engine is freed)
 INTERNAL_ERROR = "Something went wrong inside the studio; the details are in the server log."
 
@@ -271,6 +274,12 @@ class SpeakSession:
         )
         await self.send({"type": "ready", "session_id": str(uuid.uuid4())})
 
+    async def begin_prepared(self) -> None:
+        """A page's ticket chose everything: start at the engine's own rate, as f32, and say its text at once."""
+        rate = self.studio.engine_for(self.prepared.engine).capabilities.sample_rate
+        await self.start(StartMessage.parse({"type": "start", "sample_rate": rate, "encoding": "f32"}))
+        await self.speak(SpeakMessage.parse({"type": "speak", "text": self.prepared.text}))
+
     async def speak(self, message: SpeakMessage) -> None:
         if self.options is None:
             raise InvalidInput('Send {"type": "start"} before speak messages.')
@@ -371,6 +380,73 @@ class SpeakSession:
 _EMPTY = np.zeros(0, np.float32)
 
 
+# -- the page's own socket ----------------------------------------------------------------------
+
+async def page_ticket(socket, seconds: float) -> str | None:
+    """The ticket in a page socket's first message (`{"type": "ticket", "ticket": ...}`), or None."""
+    try:
+        message = await asyncio.wait_for(socket.receive(), seconds)
+    except asyncio.TimeoutError:
+        return None
+    text = message.get("text")
+    if not isinstance(text, str) or len(text) > MAX_TICKET_MESSAGE:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("type") != "ticket" or not isinstance(data.get("ticket"), str):
+        return None
+    return data["ticket"]
+
+
+def feed_message(message: dict) -> str:
+    """A feed's message as the page reads it: audio as base64 f32, like /api/v1/speak's audio_chunk."""
+    if message["type"] == "audio":
+        message = {"type": "audio_chunk", "rate": message["rate"],
+                   "data": base64.b64encode(pcm_bytes(message["samples"], "f32")).decode("ascii")}
+    return json.dumps(message, ensure_ascii=False)
+
+
+async def until_stopped(socket) -> None:
+    """Returns once the page sends stop or closes the socket; anything else it sends is ignored."""
+    try:
+        while True:
+            message = await socket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text") or ""
+            try:
+                data = json.loads(text) if len(text) <= MAX_MESSAGE else None
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(data, dict) and data.get("type") == "stop":
+                return
+    except (WebSocketDisconnect, RuntimeError):
+        return
+
+
+async def relay(feed: Feed, socket) -> None:
+    """Send a run's live audio as it comes; a stop or a closed socket hangs up (the run itself goes on)."""
+    feed.listen()
+    stopped = asyncio.ensure_future(until_stopped(socket))
+    try:
+        while not stopped.done():
+            try:
+                message = await asyncio.to_thread(feed.get, 0.25)
+            except queue.Empty:
+                continue
+            await socket.send_text(feed_message(message))
+            if message["type"] in ("complete", "error"):
+                await socket.close(code=1000)
+                return
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        feed.hang_up()
+        stopped.cancel()
+
+
 # -- OpenAI-compatible routes ---------------------------------------------------------------------
 
 def openai_error(status: int, message: str, kind: str = "invalid_request_error", param: str | None = None,
@@ -425,7 +501,7 @@ def add_routes(app, studio: Studio, tickets: Tickets | None = None) -> None:
         prepared = tickets.take(ticket) if ticket and tickets is not None else None
         try:
             if ticket and prepared is None:
-                raise AccessDenied("This stream ticket is used or expired: click Stream again.")
+                raise AccessDenied(USED_TICKET)
             if prepared is None:
                 check_access(settings, socket.headers.get("authorization"))
         except AccessDenied as error:
@@ -433,6 +509,29 @@ def add_routes(app, studio: Studio, tickets: Tickets | None = None) -> None:
             return
         await socket.accept()
         await SpeakSession(studio, socket, admission, prepared).run()
+
+    @app.websocket("/api/v1/live")
+    async def live(socket: WebSocket):
+        """The studio's own page: its live player opens this socket before it knows what it will play, so the
+        handshake is off the click's path. Nothing is done until the first message brings a single-use ticket
+        from the UI (which the login guards); the ticket decides everything: a line to speak, or a run to hear."""
+        await socket.accept()
+        ticket = await page_ticket(socket, settings.header_timeout)
+        entry = tickets.take(ticket) if ticket and tickets is not None else None
+        if isinstance(entry, SpeakRequest):
+            session = SpeakSession(studio, socket, admission, entry)
+            try:
+                await session.begin_prepared()
+            except StudioError as error:
+                await session.error(str(error))
+            await session.run()
+        elif isinstance(entry, Feed):
+            await relay(entry, socket)
+        else:
+            try:
+                await socket.close(code=1008, reason=USED_TICKET if ticket else "No stream ticket was sent.")
+            except (WebSocketDisconnect, RuntimeError):
+                pass  # the page closed it first
 
     @app.get("/v1/models")
     async def models(request: Request):

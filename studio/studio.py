@@ -435,15 +435,9 @@ class Studio:
             take = self.synthesize(replace(request, sampling=sampling), should_stop=should_stop)
         return take, report
 
-    def compare_events(self, request: CompareRequest) -> Iterator[tuple]:
-        """Generate and score every column, yielding as it goes.
-
-        Events: ("chunk", column, take_number, samples, sample_rate) while a take streams, ("scored", column,
-        ScoredTake) after each take, and ("done", [ColumnResult, ...]) at the end. Every column is
-        checked (voice, reference, mode) before anything is generated. Every column's takes are one
-        request, and the columns of a batching engine speak at once; events still come column by
-        column and take by take, the first take live.
-        """
+    def check_compare(self, request: CompareRequest) -> tuple[str, str, list[Engine]]:
+        """The cheap checks of a comparison (text, columns, takes, seed, sampling, each engine's script), with
+        nothing loaded: the text, the language and each column's engine."""
         text = validate_text(request.text, self.settings.max_text_chars)
         language = normalise_language(request.language)
         if not 1 <= len(request.columns) <= MAX_COLUMNS:
@@ -454,9 +448,23 @@ class Studio:
             raise InvalidInput("Seed must be a whole number from 0 to 4294967295.")
         request.sampling.validate()
         engines = [self.engine_for(column.engine) for column in request.columns]
-        languages = [engine.language_for(language) for engine in engines]
         for engine in engines:
+            engine.language_for(language)
             check_script(text, engine.languages(), engine.label)
+        return text, language, engines
+
+    def compare_events(self, request: CompareRequest) -> Iterator[tuple]:
+        """Generate and score every column, yielding as it goes.
+
+        Events: ("chunk", column, take_number, samples, sample_rate) while a take streams, ("spoken", column,
+        take_number, Take) when its audio is complete (scoring comes next), ("scored", column, ScoredTake)
+        after each take, and ("done", [ColumnResult, ...]) at the end. Every column is checked (voice,
+        reference, mode) before anything is generated. Each column's takes are one request, and the
+        columns of a batching engine speak at once; events still come column by column and take by
+        take, the first take of a column live.
+        """
+        text, language, engines = self.check_compare(request)
+        languages = [engine.language_for(language) for engine in engines]
         for engine in engines:
             engine.load()
         prompts = [self._column_prompt(column, engine) for column, engine in zip(request.columns, engines)]
@@ -480,6 +488,7 @@ class Studio:
                 for samples in later[number]:
                     yield "chunk", index, number, samples, stream.rate
                 later[number] = []
+                yield "spoken", index, number, made
                 take = ScoredTake(made, self._score(made, text, language, references[index]))
                 scored.append(take)
                 column = request.columns[index]

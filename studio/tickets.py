@@ -1,9 +1,11 @@
-"""Stream tickets: how a logged-in page opens the speech WebSocket without ever seeing the API key.
+"""Stream tickets: how a logged-in page streams over its WebSocket without ever seeing the API key.
 
 The page asks for a stream through the UI (which Gradio's login already guards); the UI checks
-the request and files it here under a random ticket. The page then opens `/api/v1/speak?ticket=...`:
-the ticket admits that one connection, once, within a short time, and carries the request
-(voice, reference clip, engine, sampling) so no file path or key ever reaches the browser.
+the request and files it here under a random ticket (a Stream's request, or a Compare run's
+feed). The page sends the ticket as the first message of its socket, `/api/v1/live` (apps may
+also open `/api/v1/speak?ticket=...`): the ticket admits that one connection, once, within a
+short time, and carries the request (voice, reference clip, engine, sampling) so no file path
+or key ever reaches the browser.
 """
 
 from __future__ import annotations

@@ -402,7 +402,19 @@ def test_compare_shows_each_column_as_it_is_done(page, ja_clips):
         page.locator(f"#compare-take-{column} audio, #compare-take-{column} a[download]").first.wait_for(
             state="attached", timeout=30000)
     expect(page.locator("#compare-table")).to_contain_text("Speaker similarity", timeout=60000)
+    # Both columns' takes played in the live player (Preview's component) as they were made, one after another.
+    player = page.locator("#compare-player .live-player")
+    expect(player).to_have_attribute("data-state", "done", timeout=30000)
+    expect(player).to_have_attribute("data-sounded", "2")
+    expect(player.locator(".live-state")).to_contain_text("Played 0.96 s in 2 takes")
+    assert float(player.get_attribute("data-click-to-sound")) > 0
+    expect(player.locator(".live-figures")).to_contain_text("after the click")
+    expect(player.locator(".live-figures")).to_contain_text("engine's first audio")
     page.screenshot(path="/tmp/compare.png", full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: results, pictures and player still fit
+    page.wait_for_timeout(300)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1
+    page.screenshot(path="/tmp/compare-390.png", full_page=True)
 
 
 def test_stop_during_a_one_shot_says_how_long_it_ran(page, ja_clips, engine):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from studio import audio
-from studio.quality import Scorer, error_rate, normalise_text, picture
+from studio.quality import Scorer, error_rate, normalise_text, picture, plots, tick_label, ticks
 from studio.vad import speech_segments
 
 ENGLISH = "Good morning. Today we will talk about the weather in the city."
@@ -96,10 +96,43 @@ def test_combined_score_prefers_similar_clear_unflagged_takes():
     assert unclear.failed and runaway.failed and not good.failed
 
 
-def test_picture_shows_waveform_and_spectrogram(english):
-    image = picture(english, 320, 120)
-    pixels = np.asarray(image)
-    assert image.size == (320, 120) and pixels[:40].std() > 0 and pixels[40:].std() > 0
+def test_time_ticks_fall_on_round_values_where_they_belong():
+    assert ticks(2.0, 601) == [(round(0.2 * k, 1), 60 * k) for k in range(11)]  # 0.2 s apart, 60 px apart
+    long = ticks(95.0, 584)  # a long clip: a larger round step, labels never crowd
+    assert [value for value, _ in long] == [0, 10, 20, 30, 40, 50, 60, 70, 80, 90]
+    assert min(b - a for (_, a), (_, b) in zip(long, long[1:])) >= 56 and long[-1][1] <= 583
+    assert [tick_label(v) for v, _ in ticks(1.0, 600)][:3] == ["0", "0.1", "0.2"]
+    assert ticks(0.0, 600) == [(0.0, 0)]  # an empty take still gets its origin
+
+
+def test_picture_axes_say_where_the_sound_is():
+    """A 4 kHz tone at half scale from 1 s to 2 s: bright right of the 1 s tick, on the 4 kHz tick's row,
+    and half way up the waveform's amplitude axis."""
+    rate, width, height = 24000, 640, 280
+    t = np.arange(2 * rate) / rate
+    tone = (0.5 * np.sin(2 * np.pi * 4000 * t) * (t >= 1)).astype(np.float32)
+    pixels = np.asarray(picture(audio.Clip(tone, rate), width, height)).astype(int)
+    box = plots(width, height)
+    time_ticks = dict(ticks(2.0, box.width))
+    assert sorted(time_ticks) == [round(0.2 * k, 1) for k in range(11)]
+    for offset in time_ticks.values():  # each tick mark is drawn where the helper puts it, below the plot
+        assert tuple(pixels[box.spec_bottom + 3, box.left + offset]) == (60, 60, 60)
+    power = pixels[box.spec_top:box.spec_bottom + 1, box.left:box.left + box.width, 0]  # red: power
+    one_second = time_ticks[1.0]
+    assert power[:, :one_second - 6].max() < 60 and power[:, one_second + 6:].max() > 200
+    four_khz = box.spec_height - 1 - dict(ticks(12.0, box.spec_height, min_gap=22))[4.0]
+    assert abs(int(np.argmax(power[:, one_second + 20:].mean(axis=1))) - four_khz) <= 2
+    assert tuple(pixels[box.spec_top + four_khz, box.left - 3]) == (60, 60, 60)  # and its tick mark is there
+
+    def label_start(row):  # the leftmost ink of the tick label beside `row`
+        band = pixels[row - 4:row + 5, :box.left - 6].min(axis=2)
+        return int(np.nonzero((band < 128).any(axis=0))[0].min())
+
+    assert label_start(box.spec_top) < label_start(box.spec_bottom)  # "12" kHz at the top, "0" at the bottom
+    wave = pixels[box.wave_top:box.wave_top + box.wave_height, box.left:box.left + box.width]
+    drawn = np.nonzero((wave[..., 2] == 160).any(axis=1))[0]  # rows the waveform reaches
+    assert abs(drawn.min() - box.wave_height / 4) <= 2  # +0.5 is a quarter of the way down from +1
+    assert pixels[:box.wave_top + box.wave_height, :box.left].min() < 100  # the amplitude labels
 
 
 def test_a_missing_scorer_dependency_is_named():

@@ -419,6 +419,71 @@ def test_a_page_ticket_admits_one_connection_without_the_key(keyed_server, voice
     run_async(again())  # a used ticket admits nothing
 
 
+def page_url(server):
+    return server.replace("http://", "ws://") + "api/v1/live"
+
+
+async def closed_because(socket) -> tuple[int, str]:
+    with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+        await asyncio.wait_for(socket.recv(), timeout=30)
+    return closed.value.rcvd.code, closed.value.rcvd.reason
+
+
+def test_the_page_socket_opens_ahead_and_acts_only_on_a_ticket(keyed_server, voice, page_tickets, studio, ja_clips):
+    """The page opens /api/v1/live before it has a ticket (no key, behind --api-key); only a ticket makes it speak."""
+    from studio.engines import Sampling
+    from studio.studio import SpeakRequest
+
+    entry = ja_clips[1]
+    request = SpeakRequest("Opened ahead.", "English", reference=str(entry["path"]), ref_text=entry["text"],
+                           sampling=Sampling(seed=6, max_seconds=FRAMES / 12.5))
+
+    async def page():
+        async with websockets.connect(page_url(keyed_server)) as socket:
+            await asyncio.sleep(0.3)  # open before the click: the ticket comes later
+            ticket = page_tickets.issue(request)
+            await socket.send(json.dumps({"type": "ticket", "ticket": ticket}))
+            assert (await receive(socket))["type"] == "ready"
+            heard = await utterance(socket)
+        async with websockets.connect(page_url(keyed_server)) as socket:  # the same ticket again
+            await socket.send(json.dumps({"type": "ticket", "ticket": ticket}))
+            used = await closed_because(socket)
+        async with websockets.connect(page_url(keyed_server)) as socket:  # anything but a ticket
+            await socket.send(json.dumps({"type": "start", "voice": voice}))
+            other = await closed_because(socket)
+        return heard, used, other
+
+    (audio, chunks, complete), used, other = run_async(page())
+    assert len(audio) == 4 * FRAMES * SAMPLES_PER_FRAME and complete["seed"] == 6  # f32 at the engine's rate
+    assert studio.history.get(complete["take"]).text == "Opened ahead."
+    assert used == (1008, "This stream ticket is used or expired: click Stream again.")
+    assert other == (1008, "No stream ticket was sent.")
+
+
+def test_the_page_socket_relays_a_runs_feed(keyed_server, page_tickets):
+    """A Compare ticket stands for a feed: the socket sends each take's part, audio and end as the run makes them."""
+    from studio.feeds import Feed
+
+    feed = Feed()
+    ticket = page_tickets.issue(feed)
+    samples = np.linspace(-0.5, 0.5, 1200, dtype=np.float32)
+
+    async def page():
+        async with websockets.connect(page_url(keyed_server)) as socket:
+            await socket.send(json.dumps({"type": "ticket", "ticket": ticket}))
+            feed.part("Column 1 (Ann)", {"rate": 24000, "expected": 0.1, "plan": [0.08]})
+            feed.audio(samples, 24000)
+            feed.part_end(time_to_first_audio=0.04)
+            feed.finish()
+            return [json.loads(await asyncio.wait_for(socket.recv(), 30)) for _ in range(4)]
+
+    messages = run_async(page())
+    assert [m["type"] for m in messages] == ["part", "audio_chunk", "part_end", "complete"]
+    assert messages[0]["label"] == "Column 1 (Ann)" and messages[1]["rate"] == 24000
+    assert np.array_equal(np.frombuffer(base64.b64decode(messages[1]["data"]), np.float32), samples)
+    assert feed.listening and messages[2]["time_to_first_audio"] == 0.04
+
+
 def test_auth_without_api_key_closes_the_speech_routes(settings):
     from studio.server import AccessDenied, check_access
 

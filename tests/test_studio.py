@@ -1,5 +1,6 @@
 """The core rules every door shares, tested on the core itself (no UI, no server)."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -178,9 +179,16 @@ def test_compare_columns_rank_takes_and_check_before_generating(studio, ja_clips
                                                     Column(reference=ja_clips[1]["path"],
                                                            ref_text=ja_clips[1]["text"])),
                              seed=7, takes=2, sampling=Sampling(max_seconds=8/12.5))
+    with pytest.raises(StudioError, match="Takes per column must be between 1 and 8"):
+        studio.check_compare(replace(request, takes=9))  # the page's cheap checks, before its live player opens
+    assert studio.check_compare(request)[:2] == ("Hello there.", "English")
     events = list(studio.compare_events(request))
     chunks = [e for e in events if e[0] == "chunk"]
     results = events[-1][1]
+    # Each take's audio is complete ("spoken", so the live player can play it out) before it is scored.
+    ends = [(e[0], e[1]) for e in events if e[0] in ("spoken", "scored")]
+    assert ends == [(kind, column) for column in range(3) for _ in range(2) for kind in ("spoken", "scored")]
+    assert all(e[3].duration > 0 for e in events if e[0] == "spoken")
     assert {e[1] for e in chunks} == {0, 1, 2}  # every column streamed
     assert [len(r.takes) for r in results] == [2, 2, 2]
     for result in results:

@@ -34,15 +34,16 @@ def launch_options() -> dict:
 
 
 class StudioUI:
-    """Builds the Blocks app around one `Studio`; `tickets` admits its live player to the speech WebSocket."""
+    """Builds the Blocks app around one `Studio`; `tickets` admit its live players to the page WebSocket."""
 
     def __init__(self, studio: Studio, tickets: Tickets | None = None):
         self.studio = studio
         self.tickets = tickets if tickets is not None else Tickets()
         self.reference = ReferenceTab(studio)
         self.history = HistoryPanel(studio)
-        self.preview = PreviewTab(studio, LivePlayer(studio, self.tickets), self.history)
-        self.compare = CompareTab(studio)
+        live = LivePlayer(studio, self.tickets)  # one component, one player on each of Preview and Compare
+        self.preview = PreviewTab(studio, live, self.history)
+        self.compare = CompareTab(studio, live)
         self.library = LibraryTab(studio)
 
     def status(self) -> str:

@@ -1,6 +1,8 @@
 """The Compare tab: one line in several voices, modes or engines, side by side, every take scored.
 
-Also the named endpoints compare and score_take.
+Each take plays in the live player (the one Preview uses) as it is generated: the run hands its
+audio to a feed, and the page hears the feed over its own socket. Also the named endpoints
+compare and score_take.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from ..errors import InvalidInput
 from ..languages import LANGUAGES
 from ..quality import picture
 from ..studio import MAX_COLUMNS, Column, ColumnResult, CompareRequest, NewVoice, Studio
-from .common import (Sampling, mode_choices, progress_reporter, sampling_record, seconds_of_frames, to_gradio_audio,
-                     user_errors)
+from .common import Sampling, mode_choices, progress_reporter, sampling_record, seconds_of_frames, user_errors
+from .live import LivePlayer
 
 REFERENCE_COLUMN = "Reference clip (Preview tab)"
 COLUMN_MODES = [("The voice's own mode", "")] + mode_choices(("icl", "xvector"))
@@ -25,6 +27,9 @@ SCORE_ROWS = [("similarity", "Speaker similarity", max), ("error_rate", "Error r
               ("duration", "Duration (s)", None), ("speaking_rate", "Characters per second", None),
               ("time_to_first_audio", "First audio (s)", min), ("real_time_factor", "Real-time factor", min),
               ("combined", "Combined", max)]
+PICTURE = (360, 260)  # pixels: about a column's width, so it is shown near its own size
+LIVE_HINT = "Press Compare to hear every column's takes as they are generated, one after another."
+
 
 def column_from_text(value: str, engines: tuple[str, ...]) -> Column:
     """ "Sakura", "Sakura:xvector" (another cloning mode), "Sakura@chatterbox-turbo" (another engine), or both."""
@@ -66,6 +71,30 @@ def score_table(results) -> str:
     return "\n".join(lines)
 
 
+def chosen_columns(sources, modes, engines, reference, ref_text) -> list[tuple[int, Column]]:
+    """The columns picked on the page, with their positions; unused ones are left out."""
+    chosen = []
+    for index, (source, mode, engine) in enumerate(zip(sources, modes, engines)):
+        if not source:
+            continue
+        if source == REFERENCE_COLUMN:
+            if not reference:
+                raise InvalidInput("A column uses the reference clip: upload one on the Preview tab first.")
+            chosen.append((index, Column(reference=reference, ref_text=ref_text, mode=mode or None,
+                                         engine=engine or None)))
+        else:
+            chosen.append((index, Column(voice=source, mode=mode or None, engine=engine or None)))
+    if not chosen:
+        raise InvalidInput("Choose at least one column to compare (one column with several takes is best of N).")
+    return chosen
+
+
+def part_label(index: int, column: Column, number: int, takes: int) -> str:
+    """What the live player says while a take plays: its column and, with several, which take."""
+    label = f"Column {index + 1} ({column.label()})"
+    return f"{label}, take {number + 1} of {takes}" if takes > 1 else label
+
+
 def column_markdown(result) -> str:
     best = result.best
     lines = [f"**{result.column.label()}**, seed {best.take.seed}: combined {best.scores.combined:.3f}",
@@ -77,9 +106,10 @@ def column_markdown(result) -> str:
 
 
 class CompareTab:
-    def __init__(self, studio: Studio):
+    def __init__(self, studio: Studio, live: LivePlayer):
         self.studio = studio
         self.settings = studio.settings
+        self.live = live
 
     def engine_choices(self) -> list[tuple[str, str]]:
         return [(self.studio.engine_for(name).label, name) for name in self.studio.engine_names()]
@@ -110,13 +140,75 @@ class CompareTab:
         except (TypeError, ValueError) as error:
             raise InvalidInput("Seed, takes and max frames must be whole numbers.") from error
 
+    def _run(self, feed, positions: list[int], request: CompareRequest):
+        """The comparison as page updates: progress per column and take, each column's result as soon as it
+        is scored, the table at the end; every take's audio goes to the live player's `feed` as it is made."""
+        studio, width = self.studio, 3  # take, picture, scores per column; then the table and the state
+
+        def blank():
+            return [gr.skip()] * (MAX_COLUMNS * width + 2)
+
+        if not studio.scorer.loaded:
+            update = blank()
+            update[-2] = ("Scores load the speaker encoder and Whisper on first use; the first comparison waits "
+                          "for them once.")
+            yield update
+        state, scored, working = [], {}, None
+        update = blank()
+        for index in positions:
+            update[index * width + 2] = "Waiting for its turn ..."
+        yield update
+        for event in studio.compare_events(request):
+            update = blank()
+            if event[0] == "chunk":
+                position, number, samples, rate = event[1:]
+                if (position, number) != working:  # progress per column and take
+                    working = (position, number)
+                    column = request.columns[position]
+                    feed.part(part_label(positions[position], column, number, request.takes),
+                              self.live.how_to_play(studio.engine_for(column.engine), request.text,
+                                                    request.language, request.sampling.max_seconds))
+                    update[positions[position] * width + 2] = f"Generating take {number + 1} of {request.takes} ..."
+                feed.audio(samples, rate)
+            elif event[0] == "spoken":
+                take = event[3]
+                feed.part_end(time_to_first_audio=round(take.time_to_first_audio, 4), duration=round(take.duration, 3))
+            elif event[0] == "scored":
+                position, take = event[1], event[2]
+                scored.setdefault(position, []).append(take)
+                base = positions[position] * width
+                if len(scored[position]) < request.takes:
+                    update[base + 2] = (f"Take {len(scored[position])} of {request.takes} scored: combined "
+                                        f"{take.scores.combined:.3f}.")
+                else:
+                    ranked = sorted(scored[position], key=lambda t: t.scores.combined, reverse=True)
+                    result = ColumnResult(request.columns[position], ranked)
+                    update[base:base + width] = self._shown(result, request, positions[position], state)
+                    update[-1] = list(state)
+            elif event[0] == "done":
+                update[-2], update[-1] = score_table(event[1]), state
+            yield update  # also where Stop can end the run: Gradio closes a generator between items
+
+    def _shown(self, result: ColumnResult, request: CompareRequest, index: int, state: list) -> list:
+        """A column's best take, picture and scores, as soon as its last take is scored; kept for Approve."""
+        studio, best = self.studio, result.best
+        clip = audio.Clip(best.take.samples, best.take.rate, "take")
+        take_path = studio.write_wav(clip, "compare")
+        picture_path = studio.files.path("picture", ".png")
+        picture(clip, *PICTURE).save(picture_path)
+        state.append(dict(index=index, voice=result.column.voice, mode=result.column.mode,
+                          engine=result.column.engine or studio.engine.name, take=str(take_path),
+                          seed=best.take.seed, text=request.text, language=request.language, takes=request.takes,
+                          **sampling_record(request.sampling)))
+        return [str(take_path), str(picture_path), column_markdown(result)]
+
     def layout(self) -> dict:
         gr.Markdown("The same line in several voices, or one voice in both cloning modes, side by side, each take "
                     "scored. ICL carries more of the reference's accent into other languages than x-vector only.")
         c = {"columns": []}
         with gr.Row():
             c["text"] = gr.Textbox(label="Text", value="Hello! This is my cloned voice speaking English.", lines=2,
-                                   scale=3)
+                                   scale=3, elem_id="compare-text", info="Ctrl+Enter (Cmd+Enter) compares.")
             c["language"] = gr.Dropdown(list(LANGUAGES), value="English", label="Language", allow_custom_value=True)
         with gr.Row():
             c["seed"] = gr.Number(value=0, precision=0, minimum=0, label="Seed (the same for every column)")
@@ -136,18 +228,20 @@ class CompareTab:
                                               label="Engine", elem_id=f"compare-engine-{index}"),
                         "take": gr.Audio(label="Best take", type="filepath", interactive=False,
                                          elem_id=f"compare-take-{index}"),
-                        "picture": gr.Image(label="Waveform and spectrogram", type="filepath", interactive=False),
+                        # Shown at about its own size, so the axes' labels stay readable; no label over the plot.
+                        "picture": gr.Image(label="Waveform and spectrogram", show_label=False, type="filepath",
+                                            interactive=False, height=PICTURE[1] + 10, buttons=["fullscreen"],
+                                            elem_id=f"compare-picture-{index}"),
                         "scores": gr.Markdown(elem_id=f"compare-scores-{index}"),
                         "approve": gr.Button("Approve this take", elem_id=f"compare-approve-{index}"),
                     }
                     c["columns"].append(column)
         with gr.Row():
             c["run"] = gr.Button("Compare", variant="primary", elem_id="compare-run")
-            c["stop"] = gr.Button("Stop", variant="stop")
-        # One live player: columns are generated one after another, each plays here as it streams. (A streaming
-        # output that receives nothing makes Gradio 6.17 fail at the end of the event, so no idle players.)
-        c["live"] = gr.Audio(label="Live (the column being generated)", streaming=True, autoplay=True,
-                             interactive=False, waveform_options=gr.WaveformOptions(show_recording_waveform=False))
+            c["stop"] = gr.Button("Stop", variant="stop", elem_id="compare-stop")
+        # One live player: columns are generated one after another, each take plays here as it is made.
+        c["player"] = self.live.layout("#compare-run", "#compare-stop", "#compare-text", "compare-player", LIVE_HINT)
+        c["feed"] = gr.State(None)  # the key the run takes its live feed with
         c["table"] = gr.Markdown(elem_id="compare-table")
         gr.Markdown(RANKING)
         c["message"] = gr.Markdown(elem_id="compare-message")
@@ -165,92 +259,35 @@ class CompareTab:
         compare_tab.select(refreshed, inputs=[col["source"] for col in columns],
                            outputs=[col["source"] for col in columns], api_visibility="private")
         per_column = ["take", "picture", "scores"]
-        outputs = [col[k] for col in columns for k in per_column] + [c["live"], c["table"], c["state"]]
+        outputs = [col[k] for col in columns for k in per_column] + [c["table"], c["state"]]
+        form = [c["text"], c["language"], c["seed"], c["takes"], c["max_frames"], preview["reference"],
+                preview["ref_text"], *[col["source"] for col in columns], *[col["mode"] for col in columns],
+                *[col["engine"] for col in columns]]
 
-        def blank():
-            return [gr.skip()] * len(outputs)
-
-        def run(text, language, seed, takes, max_frames, reference, ref_text, *picked):
-            sources, modes = picked[:MAX_COLUMNS], picked[MAX_COLUMNS:2 * MAX_COLUMNS]
-            engines = picked[2 * MAX_COLUMNS:]
-            chosen = []
-            for index, (source, mode, engine) in enumerate(zip(sources, modes, engines)):
-                if not source:
-                    continue
-                if source == REFERENCE_COLUMN:
-                    if not reference:
-                        raise InvalidInput("A column uses the reference clip: upload one on the Preview tab first.")
-                    chosen.append((index, Column(reference=reference, ref_text=ref_text, mode=mode or None,
-                                                 engine=engine or None)))
-                else:
-                    chosen.append((index, Column(voice=source, mode=mode or None, engine=engine or None)))
-            if not chosen:
-                raise InvalidInput("Choose at least one column to compare (one column with several takes "
-                                   "is best of N).")
+        def form_request(text, language, seed, takes, max_frames, reference, ref_text, *picked):
+            chosen = chosen_columns(picked[:MAX_COLUMNS], picked[MAX_COLUMNS:2 * MAX_COLUMNS],
+                                    picked[2 * MAX_COLUMNS:], reference, ref_text)
             request = self._compare_request(text, language, [col for _, col in chosen], seed, takes, max_frames)
-            if not studio.scorer.loaded:
-                update = blank()
-                update[-2] = "Scores load the speaker encoder and Whisper on first use; the first comparison waits " \
-                             "for them once."
-                yield update
-            state, scored, working = [], {}, None
-            columns_by_position = [index for index, _ in chosen]
-            update = blank()
-            for position, index in enumerate(columns_by_position):
-                update[index * len(per_column) + 2] = "Waiting for its turn ..."
-            yield update
+            return [index for index, _ in chosen], request
 
-            def shown(position, result):
-                """A column's best take, picture and scores, as soon as its last take is scored."""
-                index = columns_by_position[position]
-                best = result.best
-                clip = audio.Clip(best.take.samples, best.take.rate, "take")
-                take_path = studio.write_wav(clip, "compare")
-                picture_path = studio.files.path("picture", ".png")
-                picture(clip).save(picture_path)
-                state.append(dict(index=index, voice=result.column.voice, mode=result.column.mode,
-                                  engine=result.column.engine or studio.engine.name,
-                                  take=str(take_path), seed=best.take.seed, text=request.text,
-                                  language=request.language, takes=request.takes,
-                                  **sampling_record(request.sampling)))
-                return index * len(per_column), [str(take_path), str(picture_path), column_markdown(result)]
+        def start(*values):
+            """Check the form (nothing loads) and hand the live player a ticket for the run's audio."""
+            _, request = form_request(*values)
+            studio.check_compare(request)
+            return self.live.run_ticket(len(request.columns) * request.takes)
 
-            for event in studio.compare_events(request):
-                update = blank()
-                if event[0] == "chunk":
-                    position, number = event[1], event[2]
-                    news = (position, number) != working or len(event[3])
-                    if (position, number) != working:  # progress per column and take
-                        working = (position, number)
-                        update[columns_by_position[position] * len(per_column) + 2] = (
-                            f"Generating take {number + 1} of {request.takes} ...")
-                    if len(event[3]):
-                        update[-3] = to_gradio_audio(event[3], event[4])
-                    if not news:
-                        continue
-                elif event[0] == "scored":
-                    position, take = event[1], event[2]
-                    scored.setdefault(position, []).append(take)
-                    base = columns_by_position[position] * len(per_column)
-                    if len(scored[position]) < request.takes:
-                        update[base + 2] = (f"Take {len(scored[position])} of {request.takes} scored: combined "
-                                            f"{take.scores.combined:.3f}.")
-                    else:
-                        ranked = sorted(scored[position], key=lambda t: t.scores.combined, reverse=True)
-                        base, values = shown(position, ColumnResult(request.columns[position], ranked))
-                        update[base:base + 3] = values
-                        update[-1] = list(state)
-                elif event[0] == "done":
-                    update[-2], update[-1] = score_table(event[1]), state
-                yield update
+        def run(feed_key, *values):
+            feed = self.live.feed(feed_key)
+            try:
+                yield from self._run(feed, *form_request(*values))
+            finally:
+                feed.finish()  # done, failed or stopped: the player plays out what it has
 
-        event = c["run"].click(user_errors(run),
-                               inputs=[c["text"], c["language"], c["seed"], c["takes"], c["max_frames"],
-                                       preview["reference"], preview["ref_text"],
-                                       *[col["source"] for col in columns], *[col["mode"] for col in columns],
-                                       *[col["engine"] for col in columns]],
-                               outputs=outputs, api_visibility="private",
-                               concurrency_limit=self.settings.concurrency)
+        # Outside the queue, like Stream's ticket: a few milliseconds of checks.
+        event = c["run"].click(user_errors(start), inputs=form, outputs=[c["player"], c["feed"]],
+                               api_visibility="private", show_progress="hidden", queue=False).success(
+            user_errors(run), inputs=[c["feed"], *form], outputs=outputs, api_visibility="private",
+            concurrency_limit=self.settings.concurrency)
         c["stop"].click(None, cancels=[event])
 
         for index, column in enumerate(columns):

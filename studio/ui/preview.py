@@ -17,6 +17,7 @@ from .common import (MAX_TAKES, pumped, REFERENCE_CHOICE, engine_note, in_worker
 from .history import HistoryPanel
 from .live import LivePlayer
 
+LIVE_HINT = "Press Stream (or Ctrl+Enter in the text) to hear the line as it is generated."
 FORM = ("text", "language", "voice", "reference", "ref_text", "mode", "temperature", "top_p", "top_k",
         "repetition_penalty", "seed", "max_frames")
 
@@ -182,7 +183,7 @@ class PreviewTab:
                     p["stream"] = gr.Button("Stream", variant="primary", elem_id="preview-stream")
                     p["synthesize"] = gr.Button("Synthesize (one shot)", elem_id="preview-synthesize")
                     p["stop"] = gr.Button("Stop", variant="stop", elem_id="preview-stop")
-        p["player"] = self.live.layout("#preview-stream", "#preview-stop", "#preview-text", "player")
+        p["player"] = self.live.layout("#preview-stream", "#preview-stop", "#preview-text", "player", LIVE_HINT)
         # A file path and no format: as an input (saving the take) Gradio would otherwise decode it itself, unbounded.
         p["take"] = gr.Audio(label="Take", type="filepath", interactive=False, elem_id="take")
         p["summary"] = gr.Markdown(elem_id="take-summary")
