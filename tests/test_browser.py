@@ -59,6 +59,7 @@ def test_preview_streams_then_offers_the_take(page, ja_clips):
     page.get_by_label("Text to speak").fill("Hello from the browser.")
     page.get_by_text("Sampling").click()
     page.get_by_label("Max frames per sentence (0 = from text)").fill("24")
+    page.get_by_label("Seed (-1 = random)").fill("1")  # the tiny model samples end-of-speech early for some seeds
     page.get_by_role("button", name="Stream", exact=True).click()
     summary = page.locator("#take-summary")
     summary.get_by_text("first audio after").wait_for(timeout=60000)
@@ -229,6 +230,8 @@ def test_live_player_plays_five_streams_in_a_row_and_ctrl_enter_streams(page, ja
     prepared_preview(page, ja_clips[0], "Again and again.", 12)
     seeds = set()
     for number in range(1, 6):
+        # Seeds 1-5 run to the frame limit here (the tiny model samples end-of-speech early for some seeds).
+        page.get_by_label("Seed (-1 = random)").fill(str(number))
         if number == 5:
             page.locator("#preview-text textarea").press("Control+Enter")
         else:
