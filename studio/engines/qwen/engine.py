@@ -69,7 +69,8 @@ class QwenEngine(FrameEngine):
                                    "model such as Qwen/Qwen3-TTS-12Hz-0.6B-Base.")
         model.model.eval()
         if self.settings.quantize != "none" and runtime.device != "cpu":
-            raise ModelUnavailable("--quantize int8 runs on the CPU only; leave it off on a GPU.")
+            raise ModelUnavailable(f"--quantize {self.settings.quantize} runs on the CPU only; leave it off on a "
+                                   "GPU.")
         talker = Talker(model.model, self.settings.quantize)
         return model, runtime, checkpoint_fingerprint(source, model.model.config), talker
 
