@@ -5,6 +5,7 @@ codes identical in float32, for both cloning modes and texts that end by
 end-of-speech or hit the frame limit.
 """
 
+import numpy as np
 import pytest
 import torch
 
@@ -229,3 +230,52 @@ def test_int4_packing_round_trips():
         assert float((got - expected).abs().max() / expected.abs().max()) < 0.02
     with pytest.raises(ValueError, match="divisible by 32"):
         pack(torch.zeros(4, 40))
+
+
+def test_decoding_on_its_own_thread_gives_the_same_pieces(ending_engine, ja_clip):
+    """--decode-thread: the same pieces, in the same order, as decoding in the consumer's thread (takes that end
+    at different frames included)."""
+    from studio.engines import sentence_budget
+
+    clip, ref_text = ja_clip
+    prompt = ending_engine.make_prompt(clip, ref_text, "icl")
+    request = SpeakJob(TEXTS[0], "English", prompt, Sampling(seed=5), (5, 6, 7), sentence_budget(TEXTS[0]))
+    runs = {}
+    for ahead in (False, True):
+        ending_engine.decode_ahead = ahead
+        try:
+            runs[ahead] = [(p.take, p.samples, p.cut) for p in ending_engine.speak(request) if len(p.samples)]
+        finally:
+            ending_engine.decode_ahead = False
+    assert len(runs[True]) == len(runs[False]) > 3
+    for (take, samples, cut), (take2, samples2, cut2) in zip(runs[False], runs[True]):
+        assert take == take2 and cut == cut2 and np.array_equal(samples, samples2)
+
+
+def test_quantize_auto_measures_once_and_says_why(tiny_checkpoint, tmp_path):
+    """--quantize auto: the agreement with float32 is measured on the loaded weights, kept per fingerprint in the
+    voices folder, and the choice follows the kept figures (edited here to both sides of the threshold)."""
+    import json
+
+    from studio.engines.qwen import calibration
+
+    settings = Settings(model=str(tiny_checkpoint), device="cpu", dtype="float32", quantize="auto",
+                        voices_dir=tmp_path)
+    first = create_engine(settings)
+    first.load()
+    kept = json.loads((tmp_path / calibration.CACHE).read_text())
+    (key, measured), = kept.items()
+    assert key.startswith(first.fingerprint) and set(measured) == set(calibration.CANDIDATES)
+    for figures in measured.values():
+        assert len(figures) == 16 and all(0 <= f <= 1 for f in figures)
+    assert "auto:" in first.status() and "calibration line" in first.status()
+
+    for picked, figures in (("int4", {"int4": [1.0] * 16, "int8": [1.0] * 16}),
+                            ("int8", {"int4": [1.0] * 15 + [0.5], "int8": [0.95] * 16}),
+                            ("none", {"int4": [0.5] * 16, "int8": [0.89] * 16})):
+        (tmp_path / calibration.CACHE).write_text(json.dumps({key: figures}))
+        engine = create_engine(settings)
+        assert engine.talker.quantize == picked, figures
+        assert ("full-precision" if picked == "none" else f"{picked} weights") in engine.status()
+        if picked != "none":
+            assert f"{100 * min(figures[picked]):.0f}%" in engine.status()

@@ -206,8 +206,8 @@ class Talker:
     """The frame loop over a loaded `Qwen3TTSForConditionalGeneration` (weights shared, not copied)."""
 
     def __init__(self, model, quantize: str = "none"):
-        if quantize not in QUANTIZE:
-            raise ValueError(f"quantize must be one of {QUANTIZE}")
+        if quantize not in QUANTIZE or quantize == "auto":  # auto is resolved by the engine (calibration)
+            raise ValueError(f"quantize must be one of {QUANTIZE[:-1]}")
         talker = model.talker
         config = model.config.talker_config
         self.quantize = quantize
