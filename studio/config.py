@@ -26,7 +26,7 @@ DEFAULT_MARVIS = "Marvis-AI/marvis-tts-250m-v0.1-transformers"
 DEVICES = ("auto", "cuda", "cpu", "mps")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 ATTENTIONS = ("auto", "flash_attention_2", "sdpa", "eager")
-QUANTIZE = ("none", "int8")
+QUANTIZE = ("none", "int8", "int4", "auto")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 REMOTE_UPLOAD = ("auto", "never")
 
@@ -41,7 +41,8 @@ class Settings:
     device: str = "auto"
     dtype: str = "auto"
     attn: str = "auto"
-    quantize: str = "none"  # int8: weight-only int8 talker and code predictor (CPU, experimental)
+    quantize: str = "none"  # int8: weight-only int8 talker and code predictor; int4: 4-bit groups (CPU, experimental)
+    decode_thread: bool = False  # local engines: decode audio on a thread of its own while the next frames are made
     voices_dir: Path = Path("voices")
     whisper_model: str = "auto"
     host: str = "127.0.0.1"
@@ -167,7 +168,13 @@ def _parser(engines: tuple[str, ...] | None = None) -> argparse.ArgumentParser:
                    help="auto: flash_attention_2 when importable on CUDA, else sdpa")
     p.add_argument("--quantize", default=d.quantize, choices=QUANTIZE,
                    help="int8: weight-only int8 talker and code predictor on the CPU, about twice as fast per "
-                        "frame (experimental: quality on the released weights is unmeasured)")
+                        "frame; int4: 4-bit weights in groups of 32 with int8 arithmetic (ONNX Runtime), faster "
+                        "still (both experimental: quality on the released weights is unmeasured); auto: on a CPU, "
+                        "the fastest of these whose top choices agree with float32's on a calibration line (measured "
+                        "once per model, kept in the voices folder), else none")
+    p.add_argument("--decode-thread", default=d.decode_thread, action="store_true",
+                   help="decode audio on a thread of its own while the next frames are made (same samples; pays "
+                        "where the model leaves a core free, as --quantize int4 does on the CPU)")
     p.add_argument("--voices-dir", default=str(d.voices_dir), help="voice library folder")
     p.add_argument("--whisper-model", default=d.whisper_model,
                    help="faster-whisper model name or local directory (auto: large-v3-turbo on CUDA, small on CPU)")

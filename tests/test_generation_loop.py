@@ -5,6 +5,7 @@ codes identical in float32, for both cloning modes and texts that end by
 end-of-speech or hit the frame limit.
 """
 
+import numpy as np
 import pytest
 import torch
 
@@ -173,3 +174,108 @@ def test_int8_weights_speak_close_to_float(tiny_checkpoint, engine, ja_clip):
         assert 0 < difference < 0.05, difference
     (samples,), _ = speak_all(int8, TEXTS[0], "English", int8.make_prompt(clip, ref_text, "icl"), seconds=10 * FRAME)
     assert len(samples) == 10 * 1920 and abs(samples).max() > 0
+
+
+def teacher_forced(eng, request, codes, frames):
+    """Every logit vector of our loop fed `codes`: {group: [logits per frame]}."""
+    seen: dict[int, list] = {}
+    talker_picking, predictor_picking = eng.pickings(request.sampling)
+    with torch.inference_mode():
+        list(eng.talker.frames(eng.prefill(request), talker_picking, predictor_picking, eng.generators([0]),
+                               frames, forced=codes, on_logits=lambda group, logits: seen.setdefault(group, [])
+                               .append(logits)))
+    return seen
+
+
+def test_int4_weights_speak_close_to_float(tiny_checkpoint, engine, ja_clip):
+    """--quantize int4: 4-bit groups through ONNX Runtime; fed float's codes, its logits stay within 10% of their
+    spread on average and pick float's top code at 70% of steps or more in every code group (random weights
+    make many near ties; the tiny model measured 3% and 80-100%)."""
+    from studio.engines.qwen.fourbit import FourBitLinear
+
+    int4 = create_engine(Settings(model=str(tiny_checkpoint), device="cpu", dtype="float32", quantize="int4"))
+    assert isinstance(int4.talker.stack.blocks[0].qkv.kernel, FourBitLinear)
+    assert isinstance(int4.talker.predictor.blocks[0].down.kernel, FourBitLinear)
+    assert int4.talker.head.weight.dtype == torch.int8  # heads stay int8
+    clip, ref_text = ja_clip
+    prompt = engine.make_prompt(clip, ref_text, "icl")
+    request = job(TEXTS[0], "English", prompt, Sampling(seed=1), 20)
+    codes = our_codes(engine, request, 20)
+    exact, mine = teacher_forced(engine, request, codes, 20), teacher_forced(int4, request, codes, 20)
+    assert sorted(mine) == list(range(16))
+    for group in range(16):
+        pairs = list(zip(mine[group], exact[group]))
+        error = sum(float((m - e).abs().mean() / e.std()) for m, e in pairs) / len(pairs)
+        agreement = sum(bool(m.argmax() == e.argmax()) for m, e in pairs) / len(pairs)
+        assert 0 < error < 0.10 and agreement >= 0.7, (group, error, agreement)
+    (samples,), _ = speak_all(int4, TEXTS[0], "English", int4.make_prompt(clip, ref_text, "icl"), seconds=10 * FRAME)
+    assert len(samples) == 10 * 1920 and abs(samples).max() > 0
+
+
+def test_int4_packing_round_trips():
+    """The packed 4-bit groups stand for the weight within half a step, and the kernel multiplies by exactly
+    that weight (its int8 activations aside)."""
+    from studio.engines.qwen.fourbit import GROUP, LEVELS, FourBitLinear, pack, unpack
+
+    generator = torch.Generator().manual_seed(0)
+    for rows, columns in ((96, 32), (64, 96)):  # odd and even groups per row
+        weight = torch.randn(rows, columns, generator=generator)
+        back = unpack(*pack(weight))
+        steps = weight.reshape(rows, -1, GROUP)
+        step = (steps.amax(-1).clamp(min=0) - steps.amin(-1).clamp(max=0)) / LEVELS
+        assert bool(((back - weight).abs().reshape(rows, -1, GROUP) <= step[..., None] * 0.5 + 1e-6).all())
+        x = torch.randn(3, columns, generator=generator)
+        expected = x @ back.T
+        got = FourBitLinear(weight)(x)
+        assert float((got - expected).abs().max() / expected.abs().max()) < 0.02
+    with pytest.raises(ValueError, match="divisible by 32"):
+        pack(torch.zeros(4, 40))
+
+
+def test_decoding_on_its_own_thread_gives_the_same_pieces(ending_engine, ja_clip):
+    """--decode-thread: the same pieces, in the same order, as decoding in the consumer's thread (takes that end
+    at different frames included)."""
+    from studio.engines import sentence_budget
+
+    clip, ref_text = ja_clip
+    prompt = ending_engine.make_prompt(clip, ref_text, "icl")
+    request = SpeakJob(TEXTS[0], "English", prompt, Sampling(seed=5), (5, 6, 7), sentence_budget(TEXTS[0]))
+    runs = {}
+    for ahead in (False, True):
+        ending_engine.decode_ahead = ahead
+        try:
+            runs[ahead] = [(p.take, p.samples, p.cut) for p in ending_engine.speak(request) if len(p.samples)]
+        finally:
+            ending_engine.decode_ahead = False
+    assert len(runs[True]) == len(runs[False]) > 3
+    for (take, samples, cut), (take2, samples2, cut2) in zip(runs[False], runs[True]):
+        assert take == take2 and cut == cut2 and np.array_equal(samples, samples2)
+
+
+def test_quantize_auto_measures_once_and_says_why(tiny_checkpoint, tmp_path):
+    """--quantize auto: the agreement with float32 is measured on the loaded weights, kept per fingerprint in the
+    voices folder, and the choice follows the kept figures (edited here to both sides of the threshold)."""
+    import json
+
+    from studio.engines.qwen import calibration
+
+    settings = Settings(model=str(tiny_checkpoint), device="cpu", dtype="float32", quantize="auto",
+                        voices_dir=tmp_path)
+    first = create_engine(settings)
+    first.load()
+    kept = json.loads((tmp_path / calibration.CACHE).read_text())
+    (key, measured), = kept.items()
+    assert key.startswith(first.fingerprint) and set(measured) == set(calibration.CANDIDATES)
+    for figures in measured.values():
+        assert len(figures) == 16 and all(0 <= f <= 1 for f in figures)
+    assert "auto:" in first.status() and "calibration line" in first.status()
+
+    for picked, figures in (("int4", {"int4": [1.0] * 16, "int8": [1.0] * 16}),
+                            ("int8", {"int4": [1.0] * 15 + [0.5], "int8": [0.95] * 16}),
+                            ("none", {"int4": [0.5] * 16, "int8": [0.89] * 16})):
+        (tmp_path / calibration.CACHE).write_text(json.dumps({key: figures}))
+        engine = create_engine(settings)
+        assert engine.talker.quantize == picked, figures
+        assert ("full-precision" if picked == "none" else f"{picked} weights") in engine.status()
+        if picked != "none":
+            assert f"{100 * min(figures[picked]):.0f}%" in engine.status()

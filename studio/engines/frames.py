@@ -19,6 +19,7 @@ import math
 import queue
 import threading
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -96,34 +97,73 @@ class _Take:
         self.steps = 0
         self.open = True
 
-    def add(self, codes) -> np.ndarray | None:
-        """Audio when a chunk is complete, else None."""
+    def add(self, codes) -> list | None:
+        """The steps of a complete chunk, to decode, else None."""
         self.pending.append(codes)
         self.steps += 1
         if len(self.pending) < self.want:
             return None
         self.want = next(self.sizes)
-        return self.flush()
+        return self.chunk()
 
-    def flush(self) -> np.ndarray:
+    def chunk(self) -> list:
+        chunk, self.pending = self.pending, []
+        return chunk
+
+    def decode(self, chunk: list) -> np.ndarray:
         import torch
 
-        if not self.pending:
+        if not chunk:
             return SILENCE
         with torch.inference_mode():
-            samples = self.decoder.push(torch.stack(self.pending))
-        self.pending.clear()
-        return samples
+            return self.decoder.push(torch.stack(chunk))
 
-    def close(self) -> np.ndarray:
-        """The rest: pending steps and whatever the decoder held back."""
+    def close(self) -> list:
+        """The last steps (decode them with `finish`)."""
+        self.open = False
+        return self.chunk()
+
+    def finish(self, chunk: list) -> np.ndarray:
+        """The last chunk's audio and whatever the decoder held back."""
         import torch
 
-        self.open = False
-        samples = self.flush()
+        samples = self.decode(chunk)
         with torch.inference_mode():
             tail = self.decoder.finish()
         return np.concatenate([samples, tail]) if len(tail) else samples
+
+
+class Decoding:
+    """Where chunks are decoded: in the consumer's thread, or on a thread of their own while the next steps
+    are made (`ahead`). Audio comes out in the order the chunks went in, and each take's decoder sees its
+    chunks in order (one worker), so the samples are the same either way."""
+
+    def __init__(self, ahead: bool):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") if ahead else None
+        self.queue: deque = deque()  # (take, future or samples, cut)
+
+    def put(self, number: int, work, chunk: list, cut: bool = False) -> None:
+        if self.worker is None:
+            self.queue.append((number, work(chunk), cut))
+        else:
+            self.queue.append((number, self.worker.submit(work, chunk), cut))
+
+    def ready(self, wait: bool = False) -> Iterator[Piece]:
+        """Decoded chunks in order: those done (all of them when `wait`)."""
+        while self.queue:
+            number, result, cut = self.queue[0]
+            if not isinstance(result, np.ndarray):
+                if not (wait or result.done()):
+                    return
+                result = result.result()
+            self.queue.popleft()
+            yield Piece(number, result, cut=cut)
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.shutdown(wait=True, cancel_futures=True)
 
 
 class FrameEngine(Engine):
@@ -136,12 +176,14 @@ class FrameEngine(Engine):
 
     plan = ChunkPlan()
     batching = False  # True: requests share one running batch (implement `new_batch` and `member`)
+    decode_ahead = False  # decode audio on a thread of its own while the next steps are made (--decode-thread)
 
     def __init__(self, settings):
         super().__init__(settings)
         self.generation_lock = FairLock()
         self._batcher: Batcher | None = None
         self._batcher_lock = threading.Lock()
+        self.decode_ahead = settings.decode_thread
 
     @property
     def busy(self) -> bool:
@@ -212,28 +254,32 @@ class FrameEngine(Engine):
     def _speak_alone(self, job: SpeakJob, limit: int) -> Iterator[Piece]:
         with self.generation_lock:
             takes = [_Take(self.decoder(job.prompt), self.plan) for _ in job.seeds]
+            decoding = Decoding(self.decode_ahead)
             steps = self.generate_takes(job, limit, self.generators(list(job.seeds)))
             try:
                 for codes, alive in steps:
-                    heard = False
                     for number, take in enumerate(takes):
                         if not take.open:
                             continue
                         if not bool(alive[number]):
-                            yield Piece(number, take.close())
-                            heard = True
+                            decoding.put(number, take.finish, take.close())
                             continue
-                        samples = take.add(codes[number])
-                        if samples is not None:
-                            yield Piece(number, samples)
-                            heard = True
+                        chunk = take.add(codes[number])
+                        if chunk is not None:
+                            decoding.put(number, take.decode, chunk)
+                    heard = False
+                    for piece in decoding.ready():
+                        heard = True
+                        yield piece
                     if not heard:
                         yield Piece(0, SILENCE)  # a step was made: the consumer may stop here
+                for number, take in enumerate(takes):
+                    if take.open:
+                        decoding.put(number, take.finish, take.close(), cut=take.steps >= limit)
+                yield from decoding.ready(wait=True)
             finally:
                 steps.close()
-            for number, take in enumerate(takes):
-                if take.open:
-                    yield Piece(number, take.close(), cut=take.steps >= limit)
+                decoding.close()
 
 
 _END = object()
@@ -262,7 +308,7 @@ class Batcher:
     A request waits (in arrival order) until its takes fit in `rows`, joins at the next
     step (its prefill runs then, alone) and leaves when its takes are done, when its
     reader closes its iterator, or when it fails. Each step's codes are decoded per take
-    into that request's own queue; the worker never waits for a reader, so a slow one
+    into that request's own queue (on a decode thread with --decode-thread); the worker never waits for a reader, so a slow one
     delays nobody (the doors bound how long a reader may take nothing). The generation
     lock is held for each step, so prompt encoding and one-at-a-time users of the model
     get their turn between steps.
@@ -275,6 +321,8 @@ class Batcher:
         self._waiting: deque[_Request] = deque()
         self._speaking: list[_Request] = []
         self._thread: threading.Thread | None = None
+        # --decode-thread: audio is decoded on a thread of its own while the next step is made.
+        self._decoding = ThreadPoolExecutor(1, thread_name_prefix="decode") if engine.decode_ahead else None
 
     def counts(self) -> tuple[int, int]:
         """(requests in the batch, requests waiting to join)."""
@@ -361,26 +409,39 @@ class Batcher:
             self._finish(request, error)
 
     def _deliver(self, request: _Request, codes, alive) -> None:
-        """Decode this step's codes for each take of `request` into its queue."""
-        heard = False
+        """Decode this step's codes for each take of `request` into its queue (here, or on the decode thread)."""
+        chunks = []  # (take, how to decode, steps, cut)
         for number, take in enumerate(request.takes):
             if not take.open:
                 continue
             if codes is None or not bool(alive[number]):
-                request.put(Piece(number, take.close()))
-                heard = True
+                chunks.append((number, take.finish, take.close(), False))
                 continue
-            samples = take.add(codes[number])
-            if samples is not None:
-                request.put(Piece(number, samples))
-                heard = True
-        if request.member.done:
+            chunk = take.add(codes[number])
+            if chunk is not None:
+                chunks.append((number, take.decode, chunk, False))
+        done = request.member.done
+        if done:
             for number, take in enumerate(request.takes):
                 if take.open:
-                    request.put(Piece(number, take.close(), cut=take.steps >= request.limit))
-            self._finish(request, _END)
-        elif not heard and request.pieces.empty():
-            request.put(Piece(0, SILENCE))  # a step was made: the reader may stop here
+                    chunks.append((number, take.finish, take.close(), take.steps >= request.limit))
+
+        def decode() -> None:
+            try:
+                for number, work, chunk, cut in chunks:
+                    request.put(Piece(number, work(chunk), cut=cut))
+            except Exception as error:  # noqa: BLE001 - this request's own failure
+                self._finish(request, error)
+                return
+            if done:
+                self._finish(request, _END)
+            elif not chunks and request.pieces.empty():
+                request.put(Piece(0, SILENCE))  # a step was made: the reader may stop here
+
+        if self._decoding is None:
+            decode()
+        else:
+            self._decoding.submit(decode)  # one thread: every request's chunks stay in order
 
     def _finish(self, request: _Request, last) -> None:
         request.put(last)

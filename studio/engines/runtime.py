@@ -17,10 +17,12 @@ class Runtime:
     dtype: str
     attn: str
     reason: str = ""  # why auto chose this dtype
+    weights: str = ""  # the weight format of the frame loop, and why (Qwen3-TTS' --quantize)
 
     def describe(self) -> str:
         why = f" ({self.reason})" if self.reason else ""
-        return f"{self.device}, {self.dtype}{why}, {self.attn} attention"
+        weights = f", {self.weights}" if self.weights else ""
+        return f"{self.device}, {self.dtype}{why}, {self.attn} attention{weights}"
 
 
 def cpu_runs_bf16() -> tuple[bool, str]:

@@ -10,6 +10,7 @@ as `official_frames`, the reference the tests and benchmarks hold our loop to.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -29,6 +30,7 @@ from ..base import MODES, Capabilities, Sampling, SpeakJob, VoicePrompt, check_r
 from ..frames import FrameEngine
 from ..runtime import checkpoint_fingerprint, choose_runtime
 from ..sampling import Picking
+from . import calibration
 from .talker import Batch, Member, Prefill, Talker
 
 log = logging.getLogger(__name__)
@@ -81,10 +83,16 @@ class QwenEngine(FrameEngine):
             raise ModelUnavailable(f"{name} is a {model.model.tts_model_type} model; voice cloning needs a Base "
                                    "model such as Qwen/Qwen3-TTS-12Hz-0.6B-Base.")
         model.model.eval()
-        if self.settings.quantize != "none" and runtime.device != "cpu":
-            raise ModelUnavailable("--quantize int8 runs on the CPU only; leave it off on a GPU.")
-        talker = Talker(model.model, self.settings.quantize)
-        return model, runtime, checkpoint_fingerprint(source, model.model.config), talker
+        quantize = self.settings.quantize
+        if quantize not in ("none", "auto") and runtime.device != "cpu":
+            raise ModelUnavailable(f"--quantize {quantize} runs on the CPU only; leave it off on a GPU.")
+        fingerprint = checkpoint_fingerprint(source, model.model.config)
+        if quantize == "auto":
+            choice, talker = calibration.choose(model, runtime, fingerprint, self.settings.voices_dir)
+        else:
+            choice, talker = calibration.Choice(quantize), Talker(model.model, quantize)
+        runtime = dataclasses.replace(runtime, weights=choice.describe())
+        return model, runtime, fingerprint, talker
 
     def languages(self) -> tuple[str, ...]:
         if not self.loaded:
@@ -209,55 +217,7 @@ class QwenEngine(FrameEngine):
 
     def prefill(self, job: SpeakJob) -> Prefill:
         """The talker's prompt for `text`, built as qwen-tts' `generate` builds it (voice cloning, streaming text)."""
-        model = self.model
-        inner = model.model
-        talker = inner.talker
-        config, codes = inner.config, inner.config.talker_config
-        device = model.device
-        prompt, text = job.prompt, job.text
-
-        def ids(values) -> torch.Tensor:
-            return torch.tensor([values], device=device, dtype=torch.long)
-
-        def text_embeds(token_ids):
-            return talker.text_projection(talker.get_text_embeddings()(token_ids))
-
-        codec = talker.get_input_embeddings()
-        text_ids = model._tokenize_texts([model._build_assistant_text(text)])[0]
-        bos, eos, pad = text_embeds(ids([config.tts_bos_token_id, config.tts_eos_token_id,
-                                         config.tts_pad_token_id])).chunk(3, dim=1)
-        language = job.language.lower()
-        if language == "auto":
-            tags = [codes.codec_nothink_id, codes.codec_think_bos_id, codes.codec_think_eos_id]
-        else:
-            tags = [codes.codec_think_id, codes.codec_think_bos_id, codes.codec_language_id[language],
-                    codes.codec_think_eos_id]
-        speaker = prompt.tensors[SPEAKER_EMBEDDING].to(device=device, dtype=talker.dtype).view(1, 1, -1)
-        codec_prefix = torch.cat([codec(ids(tags)), speaker, codec(ids([codes.codec_pad_id, codes.codec_bos_id]))],
-                                 dim=1)
-        role = text_embeds(text_ids[:, :3])
-        body = torch.cat((pad.expand(-1, codec_prefix.shape[1] - 2, -1), bos), dim=1) + codec_prefix[:, :-1]
-        embeds = torch.cat((role, body), dim=1)
-        reference = prompt.tensor(REF_CODE)
-        if prompt.mode == "icl" and reference is not None:
-            ref_ids = model._tokenize_texts([model._build_ref_text(prompt.ref_text)])[0]
-            spoken = torch.cat([text_embeds(torch.cat([ref_ids[:, 3:-2], text_ids[:, 3:-5]], dim=-1)), eos], dim=1)
-            reference = reference.to(device)
-            groups = [codec(reference[:, :1])]
-            groups += [talker.code_predictor.get_input_embeddings()[g - 1](reference[:, g:g + 1])
-                       for g in range(1, codes.num_code_groups)]
-            heard = torch.cat(groups, dim=1).sum(1).unsqueeze(0)
-            heard = torch.cat([codec(ids([codes.codec_bos_id])), heard], dim=1)
-            if spoken.shape[1] > heard.shape[1]:
-                icl, trailing = spoken[:, :heard.shape[1]] + heard, spoken[:, heard.shape[1]:]
-            else:
-                padded = torch.cat([spoken] + [pad] * (heard.shape[1] - spoken.shape[1]), dim=1)
-                icl, trailing = padded + heard, pad
-            embeds = torch.cat([embeds, icl], dim=1)
-        else:
-            embeds = torch.cat([embeds, text_embeds(text_ids[:, 3:4]) + codec_prefix[:, -1:]], dim=1)
-            trailing = torch.cat((text_embeds(text_ids[:, 4:-5]), eos), dim=1)
-        return Prefill(embeds, trailing, pad)
+        return build_prefill(self.model, job)
 
     def pickings(self, sampling: Sampling) -> tuple[Picking, Picking]:
         """(talker, code predictor) picking, as the studio passes its sampling settings to qwen-tts."""
@@ -360,3 +320,56 @@ class QwenEngine(FrameEngine):
             codes = torch.cat([reference.to(codes.device), codes], dim=0)
         wavs, _ = tokenizer.decode([{"audio_codes": codes}])
         return wavs[0][ref_frames * SAMPLES_PER_FRAME:].astype(np.float32)
+
+
+def build_prefill(model, job: SpeakJob) -> Prefill:
+    """The talker's prompt for `job.text` on a loaded `Qwen3TTSModel`, built as qwen-tts' `generate` builds it
+    (voice cloning, streaming text)."""
+    inner = model.model
+    talker = inner.talker
+    config, codes = inner.config, inner.config.talker_config
+    device = model.device
+    prompt, text = job.prompt, job.text
+
+    def ids(values) -> torch.Tensor:
+        return torch.tensor([values], device=device, dtype=torch.long)
+
+    def text_embeds(token_ids):
+        return talker.text_projection(talker.get_text_embeddings()(token_ids))
+
+    codec = talker.get_input_embeddings()
+    text_ids = model._tokenize_texts([model._build_assistant_text(text)])[0]
+    bos, eos, pad = text_embeds(ids([config.tts_bos_token_id, config.tts_eos_token_id,
+                                     config.tts_pad_token_id])).chunk(3, dim=1)
+    language = job.language.lower()
+    if language == "auto":
+        tags = [codes.codec_nothink_id, codes.codec_think_bos_id, codes.codec_think_eos_id]
+    else:
+        tags = [codes.codec_think_id, codes.codec_think_bos_id, codes.codec_language_id[language],
+                codes.codec_think_eos_id]
+    speaker = prompt.tensors[SPEAKER_EMBEDDING].to(device=device, dtype=talker.dtype).view(1, 1, -1)
+    codec_prefix = torch.cat([codec(ids(tags)), speaker, codec(ids([codes.codec_pad_id, codes.codec_bos_id]))],
+                             dim=1)
+    role = text_embeds(text_ids[:, :3])
+    body = torch.cat((pad.expand(-1, codec_prefix.shape[1] - 2, -1), bos), dim=1) + codec_prefix[:, :-1]
+    embeds = torch.cat((role, body), dim=1)
+    reference = prompt.tensor(REF_CODE)
+    if prompt.mode == "icl" and reference is not None:
+        ref_ids = model._tokenize_texts([model._build_ref_text(prompt.ref_text)])[0]
+        spoken = torch.cat([text_embeds(torch.cat([ref_ids[:, 3:-2], text_ids[:, 3:-5]], dim=-1)), eos], dim=1)
+        reference = reference.to(device)
+        groups = [codec(reference[:, :1])]
+        groups += [talker.code_predictor.get_input_embeddings()[g - 1](reference[:, g:g + 1])
+                   for g in range(1, codes.num_code_groups)]
+        heard = torch.cat(groups, dim=1).sum(1).unsqueeze(0)
+        heard = torch.cat([codec(ids([codes.codec_bos_id])), heard], dim=1)
+        if spoken.shape[1] > heard.shape[1]:
+            icl, trailing = spoken[:, :heard.shape[1]] + heard, spoken[:, heard.shape[1]:]
+        else:
+            padded = torch.cat([spoken] + [pad] * (heard.shape[1] - spoken.shape[1]), dim=1)
+            icl, trailing = padded + heard, pad
+        embeds = torch.cat([embeds, icl], dim=1)
+    else:
+        embeds = torch.cat([embeds, text_embeds(text_ids[:, 3:4]) + codec_prefix[:, -1:]], dim=1)
+        trailing = torch.cat((text_embeds(text_ids[:, 4:-5]), eos), dim=1)
+    return Prefill(embeds, trailing, pad)

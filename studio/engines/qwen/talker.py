@@ -30,14 +30,20 @@ import torch.nn.functional as F
 from ...config import QUANTIZE
 from ..sampling import Picking, pick
 
+# The heads pick the codes, and each runs once per frame (a sixteenth of what the layers read):
+# with 4-bit layers they stay int8.
+HEADS = {"none": "none", "int8": "int8", "int4": "int8"}
+
 
 @dataclass
 class Projection:
-    """A linear layer, several fused into one, optionally with int8 weights (per-row scales)."""
+    """A linear layer, several fused into one, optionally with int8 weights (per-row scales) or 4-bit ones
+    (groups of 32, run by `kernel`)."""
 
     weight: torch.Tensor  # [out, in]: compute dtype, or int8 with `scales`
     bias: torch.Tensor | None = None
     scales: torch.Tensor | None = None
+    kernel: Callable | None = None  # 4-bit: FourBitLinear over its own packed copy of the weight
 
     @classmethod
     def fuse(cls, linears: list, quantize: str = "none") -> "Projection":
@@ -55,6 +61,8 @@ class Projection:
                 start += rows
         if quantize == "int8":
             return cls.int8(weight, bias)
+        if quantize == "int4":
+            return cls.int4(weight, bias)
         return cls(weight, bias)
 
     @classmethod
@@ -64,7 +72,15 @@ class Projection:
         quantized = torch.round(full / scales[:, None]).clamp(-128, 127).to(torch.int8)
         return cls(quantized.contiguous(), bias, scales.to(weight.dtype))
 
+    @classmethod
+    def int4(cls, weight: torch.Tensor, bias: torch.Tensor | None) -> "Projection":
+        from .fourbit import FourBitLinear
+
+        return cls(weight, bias, kernel=FourBitLinear(weight, bias))
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kernel is not None:
+            return self.kernel(x)
         if self.scales is None:
             return F.linear(x, self.weight, self.bias)
         flat = x.reshape(-1, x.shape[-1])
@@ -225,17 +241,18 @@ class Talker:
     """The frame loop over a loaded `Qwen3TTSForConditionalGeneration` (weights shared, not copied)."""
 
     def __init__(self, model, quantize: str = "none"):
-        if quantize not in QUANTIZE:
-            raise ValueError(f"quantize must be one of {QUANTIZE}")
+        if quantize not in QUANTIZE or quantize == "auto":  # auto is resolved by the engine (calibration)
+            raise ValueError(f"quantize must be one of {QUANTIZE[:-1]}")
         talker = model.talker
         config = model.config.talker_config
         self.quantize = quantize
         self.stack = Stack(talker.model, quantize)
-        self.head = Projection.fuse([talker.codec_head], quantize)
+        heads = HEADS[quantize]
+        self.head = Projection.fuse([talker.codec_head], heads)
         self.codec_embedding = talker.model.codec_embedding.weight
         predictor = talker.code_predictor
         self.predictor = Stack(predictor.model, quantize)
-        self.predictor_heads = [Projection.fuse([head], quantize) for head in predictor.lm_head]
+        self.predictor_heads = [Projection.fuse([head], heads) for head in predictor.lm_head]
         self.predictor_embeddings = [embedding.weight for embedding in predictor.model.codec_embedding]
         projection = predictor.small_to_mtp_projection
         self.projection = None if isinstance(projection, torch.nn.Identity) else Projection.fuse([projection])
