@@ -176,6 +176,23 @@ def counting_frames(engine):
         del talker.predict  # the class's own method again
 
 
+@contextmanager
+def row_trace(engine):
+    """Rows of every frame the Qwen batch makes (a wrapper around the real code predictor call)."""
+    rows: list[int] = []
+    original = engine.talker.predict
+
+    def predict(hidden, *args):
+        rows.append(hidden.shape[0])
+        return original(hidden, *args)
+
+    engine.talker.predict = predict
+    try:
+        yield rows
+    finally:
+        del engine.talker.predict
+
+
 def wait_until_idle(engine, seconds: float = 15.0) -> bool:
     """Whether the engine is free within `seconds` (no timing assertion: a generous bound)."""
     import time

@@ -5,7 +5,6 @@ batch: greedy and seeded takes are the same alone or joined mid-stream, one requ
 stop or budget never touches another's, and the batch keeps to --max-batch.
 """
 
-import contextlib
 import json
 
 import numpy as np
@@ -14,6 +13,7 @@ import pytest
 from studio.config import SAMPLES_PER_FRAME
 from studio.engines import Sampling, SpeakJob, create_engine
 from studio.studio import NewVoice, SpeakRequest
+from tests.conftest import row_trace
 from tests.test_speech_api import run_async, ws_url
 
 FRAME = 1 / 12.5
@@ -27,23 +27,6 @@ def prompts(engine, ja_clips):
 
     return [engine.make_prompt(audio.load(entry["path"]), entry["text"], mode)
             for entry in ja_clips[:2] for mode in ("icl", "xvector")]
-
-
-@contextlib.contextmanager
-def row_trace(engine):
-    """Rows of every frame the batch makes (a wrapper around the real code predictor call)."""
-    rows: list[int] = []
-    original = engine.talker.predict
-
-    def predict(hidden, *args):
-        rows.append(hidden.shape[0])
-        return original(hidden, *args)
-
-    engine.talker.predict = predict
-    try:
-        yield rows
-    finally:
-        del engine.talker.predict
 
 
 def job(number, prompts, frames=12, sampling=None, seeds=None):

@@ -208,18 +208,11 @@ def test_closing_speak_stops_generation_within_a_step(engine, ja_clip):
     """A consumer that closes its pieces has stopped its request within a step: the batch makes no more
     rows for it (the batch's worker may have made one frame ahead of its reader), and the model is free."""
     from studio.engines import SpeakJob
+    from tests.conftest import row_trace
 
     clip, text = ja_clip
     prompt = engine.make_prompt(clip, text, "icl")
-    rows: list[int] = []
-    original = engine.talker.predict
-
-    def predict(hidden, *args):
-        rows.append(hidden.shape[0])
-        return original(hidden, *args)
-
-    engine.talker.predict = predict
-    try:
+    with row_trace(engine) as rows:
         pieces = engine.speak(SpeakJob("Stop me.", "English", prompt, Sampling(), (1,), 400 / 12.5))
         for number, _ in enumerate(pieces):
             if number == 2:
@@ -228,7 +221,5 @@ def test_closing_speak_stops_generation_within_a_step(engine, ja_clip):
         made = len(rows)
         assert made <= 4 and not engine.busy
         after = list(engine.speak(SpeakJob("Then me.", "English", prompt, Sampling(), (2,), 3 / 12.5)))
-    finally:
-        del engine.talker.predict
     assert sum(len(piece.samples) for piece in after) == 3 * 1920
     assert rows[made:] == [1, 1, 1]  # the next request's frames alone: the closed one is gone

@@ -240,13 +240,28 @@ def test_decoding_on_its_own_thread_gives_the_same_pieces(ending_engine, ja_clip
     clip, ref_text = ja_clip
     prompt = ending_engine.make_prompt(clip, ref_text, "icl")
     request = SpeakJob(TEXTS[0], "English", prompt, Sampling(seed=5), (5, 6, 7), sentence_budget(TEXTS[0]))
-    runs = {}
-    for ahead in (False, True):
-        ending_engine.decode_ahead = ahead
-        try:
-            runs[ahead] = [(p.take, p.samples, p.cut) for p in ending_engine.speak(request) if len(p.samples)]
-        finally:
-            ending_engine.decode_ahead = False
+    import threading
+
+    runs, decoded_on = {}, {False: set(), True: set()}
+    decoder = type(ending_engine.decoder(prompt))
+    push = decoder.push
+
+    def traced(self, codes):
+        decoded_on[ending_engine.decode_ahead].add(threading.current_thread().name)
+        return push(self, codes)
+
+    decoder.push = traced
+    try:
+        for ahead in (False, True):
+            ending_engine.decode_ahead = ahead
+            try:
+                runs[ahead] = [(p.take, p.samples, p.cut) for p in ending_engine.speak(request) if len(p.samples)]
+            finally:
+                ending_engine.decode_ahead = False
+    finally:
+        decoder.push = push
+    assert decoded_on[True] and all(name.startswith("decode") for name in decoded_on[True])
+    assert not any(name.startswith("decode") for name in decoded_on[False])
     assert len(runs[True]) == len(runs[False]) > 3
     for (take, samples, cut), (take2, samples2, cut2) in zip(runs[False], runs[True]):
         assert take == take2 and cut == cut2 and np.array_equal(samples, samples2)

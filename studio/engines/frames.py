@@ -321,8 +321,7 @@ class Batcher:
         self._waiting: deque[_Request] = deque()
         self._speaking: list[_Request] = []
         self._thread: threading.Thread | None = None
-        # --decode-thread: audio is decoded on a thread of its own while the next step is made.
-        self._decoding = ThreadPoolExecutor(1, thread_name_prefix="decode") if engine.decode_ahead else None
+        self._decoding: ThreadPoolExecutor | None = None  # --decode-thread: made on first use
 
     def counts(self) -> tuple[int, int]:
         """(requests in the batch, requests waiting to join)."""
@@ -438,10 +437,12 @@ class Batcher:
             elif not chunks and request.pieces.empty():
                 request.put(Piece(0, SILENCE))  # a step was made: the reader may stop here
 
-        if self._decoding is None:
+        if not self.engine.decode_ahead:
             decode()
-        else:
-            self._decoding.submit(decode)  # one thread: every request's chunks stay in order
+            return
+        if self._decoding is None:  # --decode-thread: audio is decoded while the next step is made
+            self._decoding = ThreadPoolExecutor(1, thread_name_prefix="decode")
+        self._decoding.submit(decode)  # one thread: every request's chunks stay in order
 
     def _finish(self, request: _Request, last) -> None:
         request.put(last)
