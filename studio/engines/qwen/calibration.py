@@ -22,6 +22,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from ...errors import ModelUnavailable
 from .talker import Talker
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def measure(model, talkers: dict | None = None) -> dict[str, list[float] | None]
     for quantize in CANDIDATES:
         try:
             talker = Talker(model.model, quantize)
-        except (ImportError, ValueError, RuntimeError) as error:  # e.g. no onnxruntime, odd shapes
+        except (ModelUnavailable, ValueError, RuntimeError) as error:  # e.g. no onnxruntime, odd shapes
             log.warning("calibration: %s unavailable: %s", quantize, error)
             results[quantize] = None
             continue

@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ...errors import ModelUnavailable
+
 GROUP = 32  # weights per scale and zero point, along the input dimension
 LEVELS = 15  # 4 bits: 0..15
 
@@ -58,8 +60,12 @@ class FourBitLinear:
     """y = x W^T (+ bias) with W in 4-bit groups, through ONNX Runtime's MatMulNBits (int8 compute)."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
-        import onnxruntime
-
+        try:
+            import onnx  # noqa: F401 - builds the graph below
+            import onnxruntime
+        except ImportError as error:
+            raise ModelUnavailable("--quantize int4 runs on ONNX Runtime and needs the onnx and onnxruntime "
+                                   "packages: pip install -r requirements.txt, or start without it.") from error
         self.rows, self.columns = weight.shape
         self.bias = bias
         self.dtype = weight.dtype
