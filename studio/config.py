@@ -41,7 +41,7 @@ class Settings:
     device: str = "auto"
     dtype: str = "auto"
     attn: str = "auto"
-    quantize: str = "none"  # int8: weight-only int8 talker and code predictor; int4: 4-bit groups (CPU, experimental)
+    quantize: str = "auto"  # CPU: int8 / int4 grouped weights on ONNX Runtime, none, or auto (checked; none on a GPU)
     decode_thread: bool = False  # local engines: decode audio on a thread of its own while the next frames are made
     voices_dir: Path = Path("voices")
     whisper_model: str = "auto"
@@ -167,14 +167,16 @@ def _parser(engines: tuple[str, ...] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--attn", default=d.attn, choices=ATTENTIONS,
                    help="auto: flash_attention_2 when importable on CUDA, else sdpa")
     p.add_argument("--quantize", default=d.quantize, choices=QUANTIZE,
-                   help="int8: weight-only int8 talker and code predictor on the CPU, about twice as fast per "
-                        "frame; int4: 4-bit weights in groups of 32 with int8 arithmetic (ONNX Runtime), faster "
-                        "still (both experimental: quality on the released weights is unmeasured); auto: on a CPU, "
-                        "the fastest of these whose top choices agree with float32's on a calibration line (measured "
-                        "once per model, kept in the voices folder), else none")
+                   help="CPU only. int8 / int4: the talker and code predictor as ONNX Runtime graphs with 8- or "
+                        "4-bit weights in groups of 128 and int8 arithmetic (about 2.6x / 3.6x faster per frame "
+                        "than none on one core); none: full precision, op by op in PyTorch; auto (default): on a "
+                        "CPU, the fastest format whose top choices agree with float32's at 90%% of steps in every "
+                        "code group on a calibration line (measured once per model, kept in the voices folder), "
+                        "else none; on a GPU, none")
     p.add_argument("--decode-thread", default=d.decode_thread, action="store_true",
-                   help="decode audio on a thread of its own while the next frames are made (same samples; pays "
-                        "where the model leaves a core free, as --quantize int4 does on the CPU)")
+                   help="decode audio on a thread of its own while the next frames are made, in chunks of at most "
+                        "two frames (same samples): with --quantize int4 this is what streams faster than "
+                        "playback on a two-core CPU")
     p.add_argument("--voices-dir", default=str(d.voices_dir), help="voice library folder")
     p.add_argument("--whisper-model", default=d.whisper_model,
                    help="faster-whisper model name or local directory (auto: large-v3-turbo on CUDA, small on CPU)")

@@ -19,6 +19,9 @@ import pytest  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).resolve().parent.parent
+# The weight format of the shared test engine: full precision by default; STUDIO_TEST_QUANTIZE=int4 (or int8)
+# runs every test that does not compare numbers with qwen-tts' own float path on the fast CPU path instead.
+TEST_QUANTIZE = os.environ.get("STUDIO_TEST_QUANTIZE", "none")
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +60,7 @@ def settings(tiny_checkpoint, whisper_dir, chatterbox_dir, marvis_dir, tmp_path_
     from studio.config import Settings
 
     return Settings(model=str(tiny_checkpoint), voices_dir=tmp_path_factory.mktemp("voices"),
-                    whisper_model=str(whisper_dir), device="cpu", dtype="float32",
+                    whisper_model=str(whisper_dir), device="cpu", dtype="float32", quantize=TEST_QUANTIZE,
                     chatterbox_model=str(chatterbox_dir), marvis_model=str(marvis_dir))
 
 

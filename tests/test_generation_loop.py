@@ -5,12 +5,15 @@ codes identical in float32, for both cloning modes and texts that end by
 end-of-speech or hit the frame limit.
 """
 
+import sys
+
 import numpy as np
 import pytest
 import torch
 
 from studio.config import Settings
 from studio.engines import Sampling, SpeakJob, create_engine
+from studio.engines.frames import SWITCH_SECONDS
 from studio.errors import InvalidInput
 from studio.streaming import Budget, Speech, Stream
 from tests.conftest import speak_all
@@ -25,7 +28,7 @@ LANGUAGES = ["English", "English", "Japanese"]
 def ending_engine(tiny_checkpoint):
     """The tiny checkpoint with end-of-speech made likelier (its talker head row doubled), so takes end on
     their own: greedy after 16 frames, sampled takes at different frames."""
-    engine = create_engine(Settings(model=str(tiny_checkpoint), device="cpu", dtype="float32"))
+    engine = create_engine(Settings(model=str(tiny_checkpoint), device="cpu", dtype="float32", quantize="none"))
     inner = engine.model.model
     eos = inner.config.talker_config.codec_eos_token_id
     with torch.no_grad():
@@ -153,9 +156,13 @@ def test_takes_are_bounded(studio):
 
 
 def test_int8_weights_speak_close_to_float(tiny_checkpoint, engine, ja_clip):
-    """--quantize int8: the same loop over int8 weights; its logits stay near float's on the same codes."""
+    """--quantize int8: the same loop with 8-bit stacks (one ONNX Runtime graph each); its logits stay near
+    float's on the same codes."""
+    from studio.engines.qwen.graph import StackGraph
+
     int8 = create_engine(Settings(model=str(tiny_checkpoint), device="cpu", dtype="float32", quantize="int8"))
-    assert int8.talker.stack.blocks[0].qkv.weight.dtype == torch.int8
+    assert isinstance(int8.talker.stack, StackGraph) and isinstance(int8.talker.predictor, StackGraph)
+    assert int8.talker.head.weight.dtype == torch.int8  # heads stay in PyTorch, int8 per row
     clip, ref_text = ja_clip
     prompt = engine.make_prompt(clip, ref_text, "icl")
     request = job(TEXTS[0], "English", prompt, Sampling(seed=1), 10)
@@ -188,14 +195,13 @@ def teacher_forced(eng, request, codes, frames):
 
 
 def test_int4_weights_speak_close_to_float(tiny_checkpoint, engine, ja_clip):
-    """--quantize int4: 4-bit groups through ONNX Runtime; fed float's codes, its logits stay within 10% of their
+    """--quantize int4: 4-bit stacks through ONNX Runtime; fed float's codes, its logits stay within 10% of their
     spread on average and pick float's top code at 70% of steps or more in every code group (random weights
     make many near ties; the tiny model measured 3% and 80-100%)."""
-    from studio.engines.qwen.fourbit import FourBitLinear
+    from studio.engines.qwen.graph import StackGraph
 
     int4 = create_engine(Settings(model=str(tiny_checkpoint), device="cpu", dtype="float32", quantize="int4"))
-    assert isinstance(int4.talker.stack.blocks[0].qkv.kernel, FourBitLinear)
-    assert isinstance(int4.talker.predictor.blocks[0].down.kernel, FourBitLinear)
+    assert isinstance(int4.talker.stack, StackGraph) and isinstance(int4.talker.predictor, StackGraph)
     assert int4.talker.head.weight.dtype == torch.int8  # heads stay int8
     clip, ref_text = ja_clip
     prompt = engine.make_prompt(clip, ref_text, "icl")
@@ -210,26 +216,6 @@ def test_int4_weights_speak_close_to_float(tiny_checkpoint, engine, ja_clip):
         assert 0 < error < 0.10 and agreement >= 0.7, (group, error, agreement)
     (samples,), _ = speak_all(int4, TEXTS[0], "English", int4.make_prompt(clip, ref_text, "icl"), seconds=10 * FRAME)
     assert len(samples) == 10 * 1920 and abs(samples).max() > 0
-
-
-def test_int4_packing_round_trips():
-    """The packed 4-bit groups stand for the weight within half a step, and the kernel multiplies by exactly
-    that weight (its int8 activations aside)."""
-    from studio.engines.qwen.fourbit import GROUP, LEVELS, FourBitLinear, pack, unpack
-
-    generator = torch.Generator().manual_seed(0)
-    for rows, columns in ((96, 32), (64, 96)):  # odd and even groups per row
-        weight = torch.randn(rows, columns, generator=generator)
-        back = unpack(*pack(weight))
-        steps = weight.reshape(rows, -1, GROUP)
-        step = (steps.amax(-1).clamp(min=0) - steps.amin(-1).clamp(max=0)) / LEVELS
-        assert bool(((back - weight).abs().reshape(rows, -1, GROUP) <= step[..., None] * 0.5 + 1e-6).all())
-        x = torch.randn(3, columns, generator=generator)
-        expected = x @ back.T
-        got = FourBitLinear(weight)(x)
-        assert float((got - expected).abs().max() / expected.abs().max()) < 0.02
-    with pytest.raises(ValueError, match="divisible by 32"):
-        pack(torch.zeros(4, 40))
 
 
 def test_decoding_on_its_own_thread_gives_the_same_pieces(ending_engine, ja_clip):
@@ -251,6 +237,7 @@ def test_decoding_on_its_own_thread_gives_the_same_pieces(ending_engine, ja_clip
         return push(self, codes)
 
     decoder.push = traced
+    ending_engine.ahead_largest = ending_engine.plan.largest  # the same chunks both ways, to compare samples
     try:
         for ahead in (False, True):
             ending_engine.decode_ahead = ahead
@@ -260,11 +247,21 @@ def test_decoding_on_its_own_thread_gives_the_same_pieces(ending_engine, ja_clip
                 ending_engine.decode_ahead = False
     finally:
         decoder.push = push
+        del ending_engine.ahead_largest
     assert decoded_on[True] and all(name.startswith("decode") for name in decoded_on[True])
     assert not any(name.startswith("decode") for name in decoded_on[False])
     assert len(runs[True]) == len(runs[False]) > 3
     for (take, samples, cut), (take2, samples2, cut2) in zip(runs[False], runs[True]):
         assert take == take2 and cut == cut2 and np.array_equal(samples, samples2)
+
+    ending_engine.decode_ahead = True  # and by default its chunks stay small, so a player keeps up on a CPU
+    try:
+        sizes = [len(p.samples) // 1920 for p in ending_engine.speak(request) if len(p.samples)]
+        assert ending_engine.chunk_plan().largest == 2 and ending_engine.plan.largest > 2
+    finally:
+        ending_engine.decode_ahead = False
+    assert len(sizes) > 3 and max(sizes) <= 2
+    assert sys.getswitchinterval() <= SWITCH_SECONDS
 
 
 def test_quantize_auto_measures_once_and_says_why(tiny_checkpoint, tmp_path):
@@ -294,3 +291,18 @@ def test_quantize_auto_measures_once_and_says_why(tiny_checkpoint, tmp_path):
         assert ("full-precision" if picked == "none" else f"{picked} weights") in engine.status()
         if picked != "none":
             assert f"{100 * min(figures[picked]):.0f}%" in engine.status()
+
+
+def test_quantize_auto_leaves_a_bfloat16_model_speaking(tiny_checkpoint, tmp_path, ja_clip):
+    """Calibration copies the talker to float32 beside the loaded bfloat16 model; the model itself keeps its
+    dtype (its text embedding included) and speaks afterwards with whatever was picked."""
+    settings = Settings(model=str(tiny_checkpoint), device="cpu", dtype="bfloat16", quantize="auto",
+                        voices_dir=tmp_path)
+    engine = create_engine(settings)
+    engine.load()
+    inner = engine.model.model
+    assert {p.dtype for p in inner.talker.parameters()} == {torch.bfloat16}
+    clip, ref_text = ja_clip
+    (samples,), _ = speak_all(engine, TEXTS[0], "English", engine.make_prompt(clip, ref_text, "icl"),
+                              seconds=6 * FRAME)
+    assert len(samples) == 6 * 1920 and np.isfinite(samples).all() and abs(samples).max() > 0

@@ -108,7 +108,7 @@ def test_prompt_rebuilt_once_for_another_model(library, saved, settings, transcr
     from studio.engines.qwen.standin import build_checkpoint
 
     voice, original = saved
-    other = create_engine(Settings(model=str(build_checkpoint(tmp_path / "other-model", seed=1))))
+    other = create_engine(Settings(model=str(build_checkpoint(tmp_path / "other-model", seed=1)), quantize="none"))
     assert other.fingerprint != original.fingerprint
     studio = core(library, other, settings, transcriber)
     with CallCounter(other.model) as counter:

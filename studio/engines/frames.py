@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import queue
+import sys
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -133,15 +134,26 @@ class _Take:
         return np.concatenate([samples, tail]) if len(tail) else samples
 
 
+# Python hands its lock between threads every 5 ms by default. The frame loop and the vocoder both alternate
+# short Python stretches with long native calls that release it, so each wait for the lock cost up to 5 ms:
+# with the vocoder on its own thread a 4-bit CPU stream measured 120 ms a frame at 5 ms and 73 ms at 50 us.
+SWITCH_SECONDS = 5e-5
+
+
+def decode_thread() -> ThreadPoolExecutor:
+    """One worker for decoding beside the frame loop (and a short switch interval, without which it stalls)."""
+    if sys.getswitchinterval() > SWITCH_SECONDS:
+        sys.setswitchinterval(SWITCH_SECONDS)
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
+
+
 class Decoding:
     """Where chunks are decoded: in the consumer's thread, or on a thread of their own while the next steps
     are made (`ahead`). Audio comes out in the order the chunks went in, and each take's decoder sees its
     chunks in order (one worker), so the samples are the same either way."""
 
     def __init__(self, ahead: bool):
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") if ahead else None
+        self.worker = decode_thread() if ahead else None
         self.queue: deque = deque()  # (take, future or samples, cut)
 
     def put(self, number: int, work, chunk: list, cut: bool = False) -> None:
@@ -175,6 +187,10 @@ class FrameEngine(Engine):
     """
 
     plan = ChunkPlan()
+    # With the vocoder on its own thread small chunks cost the frame loop nothing, and on a CPU that is barely
+    # faster than playback they are what keeps a player fed: a chunk of n steps reaches the listener n - 1
+    # steps after its first sample was made.
+    ahead_largest = 2
     batching = False  # True: requests share one running batch (implement `new_batch` and `member`)
     decode_ahead = False  # decode audio on a thread of its own while the next steps are made (--decode-thread)
 
@@ -184,6 +200,12 @@ class FrameEngine(Engine):
         self._batcher: Batcher | None = None
         self._batcher_lock = threading.Lock()
         self.decode_ahead = settings.decode_thread
+
+    def chunk_plan(self) -> ChunkPlan:
+        """Steps per decoded chunk: `plan`, capped at `ahead_largest` steps with --decode-thread."""
+        if not self.decode_ahead:
+            return self.plan
+        return ChunkPlan(self.plan.first, self.plan.growth, min(self.plan.largest, self.ahead_largest))
 
     @property
     def busy(self) -> bool:
@@ -253,7 +275,7 @@ class FrameEngine(Engine):
 
     def _speak_alone(self, job: SpeakJob, limit: int) -> Iterator[Piece]:
         with self.generation_lock:
-            takes = [_Take(self.decoder(job.prompt), self.plan) for _ in job.seeds]
+            takes = [_Take(self.decoder(job.prompt), self.chunk_plan()) for _ in job.seeds]
             decoding = Decoding(self.decode_ahead)
             steps = self.generate_takes(job, limit, self.generators(list(job.seeds)))
             try:
@@ -401,7 +423,7 @@ class Batcher:
     def _join(self, batch, request: _Request) -> None:
         engine, job = self.engine, request.job
         try:
-            request.takes = [_Take(engine.decoder(job.prompt), engine.plan) for _ in job.seeds]
+            request.takes = [_Take(engine.decoder(job.prompt), engine.chunk_plan()) for _ in job.seeds]
             request.member = engine.member(job, request.limit, engine.generators(list(job.seeds)), request)
             batch.join(request.member)
         except Exception as error:  # noqa: BLE001 - this request's own failure (its prompt, its text)
@@ -441,7 +463,7 @@ class Batcher:
             decode()
             return
         if self._decoding is None:  # --decode-thread: audio is decoded while the next step is made
-            self._decoding = ThreadPoolExecutor(1, thread_name_prefix="decode")
+            self._decoding = decode_thread()
         self._decoding.submit(decode)  # one thread: every request's chunks stay in order
 
     def _finish(self, request: _Request, last) -> None:

@@ -70,7 +70,7 @@ class LivePlayer:
         return {
             "rate": engine.capabilities.sample_rate,
             "expected": expected_seconds(text, language, max_seconds),
-            "plan": chunk_plan(engine.capabilities.step_seconds, getattr(engine, "plan", None)),
+            "plan": chunk_plan(engine.capabilities.step_seconds, _plan(engine)),
             "rtf": None if rtf is None or not math.isfinite(rtf) else round(rtf, 4),
             "engine": engine.name,
         }
@@ -95,3 +95,10 @@ class LivePlayer:
             feed = Feed()
             feed.finish()
         return feed
+
+
+def _plan(engine):
+    """The engine's chunk plan as it stands (frame engines change it with --decode-thread); None if it has none."""
+    if hasattr(engine, "chunk_plan"):
+        return engine.chunk_plan()
+    return getattr(engine, "plan", None)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ...errors import ModelUnavailable
+from . import nbits
 from .talker import Talker
 
 log = logging.getLogger(__name__)
@@ -49,15 +50,16 @@ class Choice:
         return f"{name} ({self.reason})" if self.reason else name
 
 
-def choose(model, runtime, fingerprint: str, folder: Path) -> tuple[Choice, Talker]:
+def choose(model, runtime, fingerprint: str, folder: Path, threads: int = 1) -> tuple[Choice, Talker]:
     """Resolve `auto` for a loaded `Qwen3TTSModel`: (choice, the frame loop built with it)."""
     if runtime.device != "cpu":
         return Choice("none", "auto: fast weight formats are CPU kernels"), Talker(model.model, "none")
-    key = f"{fingerprint}|{runtime.dtype}|torch {torch.__version__}|{_onnxruntime_version()}|{FRAMES}"
+    key = (f"{fingerprint}|{runtime.dtype}|torch {torch.__version__}|{_onnxruntime_version()}|{FRAMES}"
+           f"|groups of {nbits.GROUP}")
     measured = _read(folder).get(key)
     talkers: dict[str, Talker] = {}
     if measured is None:
-        measured = measure(model, talkers)
+        measured = measure(model, talkers, threads)
         _write(folder, key, measured)
     for quantize in CANDIDATES:
         agreement = measured.get(quantize)
@@ -65,14 +67,14 @@ def choose(model, runtime, fingerprint: str, folder: Path) -> tuple[Choice, Talk
             reason = (f"auto: fed float32's codes on a calibration line, its top choice agreed with float32's at "
                       f"{100 * min(agreement):.0f}% of steps or more in every code group (mean "
                       f"{100 * float(np.mean(agreement)):.0f}%, threshold {100 * THRESHOLD:.0f}%)")
-            return Choice(quantize, reason), talkers.get(quantize) or Talker(model.model, quantize)
+            return Choice(quantize, reason), talkers.get(quantize) or Talker(model.model, quantize, threads)
     figures = ", ".join(f"{q} {100 * min(a):.0f}%" for q, a in measured.items() if a is not None)
     reason = (f"auto: no fast format agreed with float32 at {100 * THRESHOLD:.0f}% of steps in every code group "
               f"on a calibration line (worst group: {figures or 'none measured'})")
     return Choice("none", reason), Talker(model.model, "none")
 
 
-def measure(model, talkers: dict | None = None) -> dict[str, list[float] | None]:
+def measure(model, talkers: dict | None = None, threads: int = 1) -> dict[str, list[float] | None]:
     """Teacher-forced top-1 agreement with float32 per code group, for each candidate format."""
     prefill = calibration_prefill(model)
     reference = Talker(float32_copy(model.model), "none")
@@ -86,7 +88,7 @@ def measure(model, talkers: dict | None = None) -> dict[str, list[float] | None]
     results: dict[str, list[float] | None] = {}
     for quantize in CANDIDATES:
         try:
-            talker = Talker(model.model, quantize)
+            talker = Talker(model.model, quantize, threads)
         except (ModelUnavailable, ValueError, RuntimeError) as error:  # e.g. no onnxruntime, odd shapes
             log.warning("calibration: %s unavailable: %s", quantize, error)
             results[quantize] = None
@@ -141,7 +143,9 @@ def synthetic_voice(rate: int, seconds: float = 3.0) -> np.ndarray:
 def float32_copy(inner) -> SimpleNamespace:
     """The talker and code predictor in float32, as a stand-in for the model (text weights are not copied)."""
     talker = inner.talker
-    memo = {id(talker.model.text_embedding): talker.model.text_embedding}
+    # The frame loop never reads the text embedding: leave it out rather than share it, since `.float()` on
+    # the copy would convert a shared module in the model itself.
+    memo = {id(talker.model.text_embedding): torch.nn.Identity()}
     model = copy.deepcopy(talker.model, memo).float()
     return SimpleNamespace(config=inner.config, talker=SimpleNamespace(
         model=model, codec_head=copy.deepcopy(talker.codec_head).float(),

@@ -87,10 +87,12 @@ class QwenEngine(FrameEngine):
         if quantize not in ("none", "auto") and runtime.device != "cpu":
             raise ModelUnavailable(f"--quantize {quantize} runs on the CPU only; leave it off on a GPU.")
         fingerprint = checkpoint_fingerprint(source, model.model.config)
+        # Grouped formats run on ONNX Runtime threads: all of PyTorch's, or one where the vocoder has its own.
+        threads = 1 if self.settings.decode_thread else torch.get_num_threads()
         if quantize == "auto":
-            choice, talker = calibration.choose(model, runtime, fingerprint, self.settings.voices_dir)
+            choice, talker = calibration.choose(model, runtime, fingerprint, self.settings.voices_dir, threads)
         else:
-            choice, talker = calibration.Choice(quantize), Talker(model.model, quantize)
+            choice, talker = calibration.Choice(quantize), Talker(model.model, quantize, threads)
         runtime = dataclasses.replace(runtime, weights=choice.describe())
         return model, runtime, fingerprint, talker
 

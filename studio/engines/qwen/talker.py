@@ -31,19 +31,17 @@ from ...config import QUANTIZE
 from ..sampling import Picking, pick
 
 # The heads pick the codes, and each runs once per frame (a sixteenth of what the layers read):
-# with 4-bit layers they stay int8.
+# they stay in PyTorch, int8 with per-row scales under either grouped format.
 HEADS = {"none": "none", "int8": "int8", "int4": "int8"}
 
 
 @dataclass
 class Projection:
-    """A linear layer, several fused into one, optionally with int8 weights (per-row scales) or 4-bit ones
-    (groups of 32, run by `kernel`)."""
+    """A linear layer, several fused into one, optionally with int8 weights (per-row scales)."""
 
     weight: torch.Tensor  # [out, in]: compute dtype, or int8 with `scales`
     bias: torch.Tensor | None = None
     scales: torch.Tensor | None = None
-    kernel: Callable | None = None  # 4-bit: FourBitLinear over its own packed copy of the weight
 
     @classmethod
     def fuse(cls, linears: list, quantize: str = "none") -> "Projection":
@@ -61,8 +59,6 @@ class Projection:
                 start += rows
         if quantize == "int8":
             return cls.int8(weight, bias)
-        if quantize == "int4":
-            return cls.int4(weight, bias)
         return cls(weight, bias)
 
     @classmethod
@@ -72,15 +68,7 @@ class Projection:
         quantized = torch.round(full / scales[:, None]).clamp(-128, 127).to(torch.int8)
         return cls(quantized.contiguous(), bias, scales.to(weight.dtype))
 
-    @classmethod
-    def int4(cls, weight: torch.Tensor, bias: torch.Tensor | None) -> "Projection":
-        from .fourbit import FourBitLinear
-
-        return cls(weight, bias, kernel=FourBitLinear(weight, bias))
-
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kernel is not None:
-            return self.kernel(x)
         if self.scales is None:
             return F.linear(x, self.weight, self.bias)
         flat = x.reshape(-1, x.shape[-1])
@@ -116,14 +104,14 @@ class Block:
     down: Projection
 
     @classmethod
-    def from_layer(cls, layer, quantize: str) -> "Block":
+    def from_layer(cls, layer) -> "Block":
         attn, mlp = layer.self_attn, layer.mlp
         return cls(layer.input_layernorm.weight, layer.post_attention_layernorm.weight,
                    attn.q_norm.weight, attn.k_norm.weight,
-                   Projection.fuse([attn.q_proj, attn.k_proj, attn.v_proj], quantize),
-                   Projection.fuse([attn.o_proj], quantize),
-                   Projection.fuse([mlp.gate_proj, mlp.up_proj], quantize),
-                   Projection.fuse([mlp.down_proj], quantize))
+                   Projection.fuse([attn.q_proj, attn.k_proj, attn.v_proj]),
+                   Projection.fuse([attn.o_proj]),
+                   Projection.fuse([mlp.gate_proj, mlp.up_proj]),
+                   Projection.fuse([mlp.down_proj]))
 
 
 class Cache:
@@ -156,7 +144,7 @@ class Part:
 class Stack:
     """A Qwen3 decoder stack (attention with q/k norms and rotary positions, SwiGLU) over a static cache."""
 
-    def __init__(self, model, quantize: str = "none"):
+    def __init__(self, model):
         config = model.config
         if config.hidden_act != "silu":
             raise ValueError(f"unsupported activation {config.hidden_act!r}")
@@ -164,7 +152,7 @@ class Stack:
         self.kv_heads = config.num_key_value_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
         self.eps = config.rms_norm_eps
-        self.blocks = [Block.from_layer(layer, quantize) for layer in model.layers]
+        self.blocks = [Block.from_layer(layer) for layer in model.layers]
         self.norm = model.norm.weight
         self.inv_freq = model.rotary_emb.inv_freq
         self.rope_scale = model.rotary_emb.attention_scaling
@@ -240,18 +228,18 @@ class Prefill:
 class Talker:
     """The frame loop over a loaded `Qwen3TTSForConditionalGeneration` (weights shared, not copied)."""
 
-    def __init__(self, model, quantize: str = "none"):
+    def __init__(self, model, quantize: str = "none", threads: int = 1):
         if quantize not in QUANTIZE or quantize == "auto":  # auto is resolved by the engine (calibration)
             raise ValueError(f"quantize must be one of {QUANTIZE[:-1]}")
         talker = model.talker
         config = model.config.talker_config
         self.quantize = quantize
-        self.stack = Stack(talker.model, quantize)
+        self.stack = self._stack(talker.model, quantize, threads)
         heads = HEADS[quantize]
         self.head = Projection.fuse([talker.codec_head], heads)
         self.codec_embedding = talker.model.codec_embedding.weight
         predictor = talker.code_predictor
-        self.predictor = Stack(predictor.model, quantize)
+        self.predictor = self._stack(predictor.model, quantize, threads)
         self.predictor_heads = [Projection.fuse([head], heads) for head in predictor.lm_head]
         self.predictor_embeddings = [embedding.weight for embedding in predictor.model.codec_embedding]
         projection = predictor.small_to_mtp_projection
@@ -265,6 +253,15 @@ class Talker:
         self.min_frames = 2  # qwen-tts' min_new_tokens: end-of-speech cannot come first or second
         self.banned_with_eos = self.banned.clone()
         self.banned_with_eos[self.eos] = True
+
+    @staticmethod
+    def _stack(model, quantize: str, threads: int):
+        """PyTorch runs full-precision stacks op by op; int8 and 4-bit ones run as one ONNX Runtime graph each."""
+        if quantize == "none":
+            return Stack(model)
+        from .graph import StackGraph
+
+        return StackGraph(Stack(model), quantize, threads)
 
     # -- one talker step and one frame of the code predictor ------------------------------------
     def step(self, embeds: torch.Tensor, cache: Cache, start: int) -> tuple[torch.Tensor, torch.Tensor]:
