@@ -82,7 +82,7 @@ def live_studio(checkpoint: str | None, dtype: str):
     from studio import NewVoice, Settings, Studio
 
     port = free_port()
-    settings = Settings(model=str(real_size_checkpoint(checkpoint)), dtype=dtype, port=port,
+    settings = Settings(model=str(real_size_checkpoint(checkpoint)), dtype=dtype, port=port, quantize="none",
                         voices_dir=tempfile.mkdtemp(prefix="voices-bench-"))
     studio = Studio(settings)
     studio.engine.load()

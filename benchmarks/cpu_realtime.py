@@ -15,9 +15,10 @@ studio's own pipeline (`Stream`: sentence splitting, chunk plan, vocoder) for
 then quality against float32 on the same weights: teacher-forced logits (relative
 error, top-1 agreement per code group), greedy codes, decoded audio.
 
---threads sets torch's intra-op threads for every option (4-bit's ONNX Runtime
-products always run on the calling thread). On a two-core machine shared with other
-work, one thread measured faster than two here; compare with --threads 2.
+--threads is the machine's thread budget (default: PyTorch's, one per core). int8 and
+int4 run the talker and code predictor as ONNX Runtime graphs on all of it; with
++thread (--decode-thread) the studio splits it, half for the graphs and half for
+PyTorch's vocoder on its own thread, as it does for users.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0, help="0: PyTorch's default (one per core)")
     parser.add_argument("--quality-frames", type=int, default=24)
     parser.add_argument("--options", default=",".join(OPTIONS))
     parser.add_argument("--checkpoint", default=None)
@@ -50,27 +51,30 @@ def main() -> None:
     from studio.config import Settings
     from studio.engines import Sampling, create_engine
 
-    torch.set_num_threads(args.threads)
+    budget = args.threads or torch.get_num_threads()
     checkpoint = str(real_size_checkpoint(args.checkpoint))
     clip = audio.load(FIXTURE)
     names = args.options.split(",")
-    engines, prompts = {}, {}
+    engines, prompts, threads = {}, {}, {}
     for name in names:
         quantize, ahead = OPTIONS[name]
+        torch.set_num_threads(budget)
         engine = create_engine(Settings(model=checkpoint, device="cpu", dtype="bfloat16", quantize=quantize,
                                         decode_thread=ahead, max_request_seconds=args.seconds))
         engine.load()
+        threads[name] = torch.get_num_threads()  # what the engine left PyTorch (the vocoder's share with +thread)
         engines[name], prompts[name] = engine, engine.make_prompt(clip, FIXTURE_TEXT, "icl")
     sampling = Sampling(seed=1, max_seconds=args.seconds)
     runs: dict[str, list] = {name: [] for name in names}
     for repeat in range(args.repeats + 1):  # the first round warms up
         for name in names:
+            torch.set_num_threads(threads[name])
             result = stream(engines[name], prompts[name], sampling)
             if repeat:
                 runs[name].append(result)
 
     rate = engines[names[0]].capabilities.sample_rate
-    print(f"\n== cpu, bfloat16 weights, torch threads {args.threads}, {args.seconds:.0f} s streams, "
+    print(f"\n== cpu, {budget} threads, {args.seconds:.0f} s streams, "
           f"{args.repeats} repeats, interleaved")
     print(f"{'option':14}{'ms/frame':>10}{'loop':>8}{'vocoder':>9}{'RTF':>6}{'vs bf16':>9}{'vs int8':>9}"
           f"{'first audio s':>15}{'late chunks':>13}{'worst late s':>14}")
@@ -139,7 +143,7 @@ def quality(checkpoint: str, clip, names: list[str], engines: dict, frames: int)
     from studio.engines import Sampling, SpeakJob, create_engine
     from studio.engines.qwen.calibration import agreement
 
-    exact = create_engine(Settings(model=checkpoint, device="cpu", dtype="float32"))
+    exact = create_engine(Settings(model=checkpoint, device="cpu", dtype="float32", quantize="none"))
     prompt = exact.make_prompt(clip, FIXTURE_TEXT, "icl")
     greedy = Sampling(temperature=0, seed=0)
     seconds = frames / 12.5

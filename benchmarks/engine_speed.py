@@ -36,7 +36,7 @@ def main() -> None:
     text = "This is a benchmark sentence spoken in English."
     per_frame_by_dtype = {}
     for dtype in args.dtypes.split(","):
-        engine = create_engine(Settings(model=str(checkpoint), device=args.device, dtype=dtype))
+        engine = create_engine(Settings(model=str(checkpoint), device=args.device, dtype=dtype, quantize="none"))
         started = time.perf_counter()
         engine.load()
         load_s = time.perf_counter() - started

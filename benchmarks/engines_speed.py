@@ -60,7 +60,7 @@ def main() -> None:
     from studio.config import Settings
     from studio.engines import Sampling, SpeakJob, create_engine
 
-    settings = Settings(model=str(real_size_checkpoint(args.checkpoint)),
+    settings = Settings(model=str(real_size_checkpoint(args.checkpoint)), quantize="none",
                         chatterbox_model=str(real_size_chatterbox(args.chatterbox)),
                         marvis_model=str(real_size_marvis(args.marvis)), device="cpu")
     clip = audio.load(FIXTURE)

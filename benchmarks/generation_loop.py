@@ -42,7 +42,7 @@ def main() -> None:
     from studio.engines.qwen import talker as qwen_talker
 
     checkpoint = str(real_size_checkpoint(args.checkpoint))
-    engine = create_engine(Settings(model=checkpoint, device="cpu", dtype=args.dtype))
+    engine = create_engine(Settings(model=checkpoint, device="cpu", dtype=args.dtype, quantize="none"))
     int8 = create_engine(Settings(model=checkpoint, device="cpu", dtype=args.dtype, quantize="int8"))
     clip = audio.load(FIXTURE)
     prompt = engine.make_prompt(clip, FIXTURE_TEXT, "icl")

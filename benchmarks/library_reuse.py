@@ -26,7 +26,7 @@ def main() -> None:
     from studio.engines import create_engine
     from studio.library import Library
 
-    settings = Settings(model=str(real_size_checkpoint(args.checkpoint)))
+    settings = Settings(model=str(real_size_checkpoint(args.checkpoint)), quantize="none")
     engine = create_engine(settings)
     clip = audio.load(FIXTURE)
     library = Library(tempfile.mkdtemp(prefix="voices-bench-"))

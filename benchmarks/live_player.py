@@ -37,7 +37,7 @@ def main() -> None:
 
     folder = Path(tempfile.mkdtemp(prefix="live-player-"))
     settings = Settings(model=str(build_checkpoint(folder / "tiny")), voices_dir=folder / "voices", device="cpu",
-                        dtype="float32", port=args.port, whisper_model="none")
+                        dtype="float32", quantize="none", port=args.port, whisper_model="none")
     demo = launch(Studio(settings), block=False, quiet=True)
     clip = json.loads((FIXTURES / "clips.json").read_text(encoding="utf-8"))[0]
     try:

@@ -33,7 +33,8 @@ def main() -> None:
     from studio.engines import Sampling, create_engine
     from studio.engines.frames import ChunkPlan
 
-    settings = Settings(model=str(real_size_checkpoint(args.checkpoint)), device=args.device, dtype=args.dtype)
+    settings = Settings(model=str(real_size_checkpoint(args.checkpoint)), device=args.device, dtype=args.dtype,
+                        quantize="none")
     engine = create_engine(settings)
     engine.plan = ChunkPlan(first=args.first)
     engine.load()

@@ -39,6 +39,18 @@ SPEAKER_EMBEDDING = "speaker_embedding"
 REF_CODE = "ref_code"
 
 
+def split_threads(device: str, decode_thread: bool) -> int:
+    """ONNX Runtime's threads for the grouped formats: all of PyTorch's, or, where the vocoder has a thread of
+    its own on the CPU, half the cores each (PyTorch's threads then run the vocoder), so neither waits."""
+    import torch
+
+    cores = torch.get_num_threads()
+    if not decode_thread or device != "cpu" or cores < 2:
+        return cores
+    torch.set_num_threads(cores // 2)
+    return cores - cores // 2
+
+
 class QwenEngine(FrameEngine):
     """One shared Qwen3-TTS Base model; safe to call from many threads."""
 
@@ -87,8 +99,7 @@ class QwenEngine(FrameEngine):
         if quantize not in ("none", "auto") and runtime.device != "cpu":
             raise ModelUnavailable(f"--quantize {quantize} runs on the CPU only; leave it off on a GPU.")
         fingerprint = checkpoint_fingerprint(source, model.model.config)
-        # Grouped formats run on ONNX Runtime threads: all of PyTorch's, or one where the vocoder has its own.
-        threads = 1 if self.settings.decode_thread else torch.get_num_threads()
+        threads = split_threads(runtime.device, self.settings.decode_thread)
         if quantize == "auto":
             choice, talker = calibration.choose(model, runtime, fingerprint, self.settings.voices_dir, threads)
         else:

@@ -63,5 +63,6 @@ def unpack(codes: np.ndarray, scales: np.ndarray, zeros: np.ndarray, bits: int =
         points = np.stack([zeros & 15, zeros >> 4], axis=-1).reshape(rows, -1)[:, :blocks]
     else:
         values, points = codes, zeros.reshape(rows, blocks)
-    weight = (values.astype(np.float32) - points[..., None].astype(np.float32)) * scales.reshape(rows, blocks)[..., None]
+    values, points = values.astype(np.float32), points[..., None].astype(np.float32)
+    weight = (values - points) * scales.reshape(rows, blocks)[..., None]
     return torch.from_numpy(weight.reshape(rows, -1))
