@@ -80,6 +80,18 @@ def engine(settings):
     return engine
 
 
+@pytest.fixture(scope="session")
+def exact_engine(settings, engine):
+    """Full precision whatever STUDIO_TEST_QUANTIZE says: for tests that hold our numbers to qwen-tts' own."""
+    if settings.quantize == "none":
+        return engine
+    from studio.engines import create_engine
+
+    exact = create_engine(settings.replace(quantize="none"))
+    exact.load()
+    return exact
+
+
 @pytest.fixture(scope="module")
 def studio(settings, engine, transcriber, tmp_path_factory):
     """The core over the session's models, with a voices folder of its own for each test module."""

@@ -62,7 +62,8 @@ def takes(engine, text, prompt, sampling, count):
 
 
 @pytest.mark.parametrize("mode", ["icl", "xvector"])
-def test_greedy_codes_equal_the_official_path(engine, ja_clip, mode):
+def test_greedy_codes_equal_the_official_path(exact_engine, ja_clip, mode):
+    engine = exact_engine
     clip, ref_text = ja_clip
     prompt = engine.make_prompt(clip, ref_text, mode)
     for text, language in zip(TEXTS, LANGUAGES):
@@ -83,8 +84,9 @@ def test_greedy_codes_equal_the_official_path_when_speech_ends(ending_engine, ja
 
 
 @pytest.mark.parametrize("mode", ["icl", "xvector"])
-def test_teacher_forced_logits_match_the_official_ones(engine, ja_clip, mode):
+def test_teacher_forced_logits_match_the_official_ones(exact_engine, ja_clip, mode):
     """Fed the official codes, our loop's logits for every code group match qwen-tts' within 1e-4 (float32)."""
+    engine = exact_engine
     clip, ref_text = ja_clip
     prompt = engine.make_prompt(clip, ref_text, mode)
     inner = engine.model.model
@@ -155,9 +157,10 @@ def test_takes_are_bounded(studio):
             studio.synthesize_takes(SpeakRequest("Hi.", "English"), count)
 
 
-def test_int8_weights_speak_close_to_float(tiny_checkpoint, engine, ja_clip):
+def test_int8_weights_speak_close_to_float(tiny_checkpoint, exact_engine, ja_clip):
     """--quantize int8: the same loop with 8-bit stacks (one ONNX Runtime graph each); its logits stay near
     float's on the same codes."""
+    engine = exact_engine
     from studio.engines.qwen.graph import StackGraph
 
     int8 = create_engine(Settings(model=str(tiny_checkpoint), device="cpu", dtype="float32", quantize="int8"))
@@ -194,10 +197,11 @@ def teacher_forced(eng, request, codes, frames):
     return seen
 
 
-def test_int4_weights_speak_close_to_float(tiny_checkpoint, engine, ja_clip):
+def test_int4_weights_speak_close_to_float(tiny_checkpoint, exact_engine, ja_clip):
     """--quantize int4: 4-bit stacks through ONNX Runtime; fed float's codes, its logits stay within 10% of their
     spread on average and pick float's top code at 70% of steps or more in every code group (random weights
     make many near ties; the tiny model measured 3% and 80-100%)."""
+    engine = exact_engine
     from studio.engines.qwen.graph import StackGraph
 
     int4 = create_engine(Settings(model=str(tiny_checkpoint), device="cpu", dtype="float32", quantize="int4"))
@@ -306,3 +310,20 @@ def test_quantize_auto_leaves_a_bfloat16_model_speaking(tiny_checkpoint, tmp_pat
     (samples,), _ = speak_all(engine, TEXTS[0], "English", engine.make_prompt(clip, ref_text, "icl"),
                               seconds=6 * FRAME)
     assert len(samples) == 6 * 1920 and np.isfinite(samples).all() and abs(samples).max() > 0
+
+
+def test_decode_thread_splits_the_cores_between_graphs_and_vocoder():
+    """With --decode-thread on a CPU, ONNX Runtime's graphs get half the threads and PyTorch (the vocoder) the
+    other half; without it both may use them all."""
+    from studio.engines.qwen.engine import split_threads
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        assert split_threads("cpu", False) == 4 and torch.get_num_threads() == 4
+        assert split_threads("cpu", True) == 2 and torch.get_num_threads() == 2
+        torch.set_num_threads(3)
+        assert split_threads("cpu", True) == 2 and torch.get_num_threads() == 1
+        assert split_threads("cpu", True) == 1  # one core: nothing to split
+    finally:
+        torch.set_num_threads(before)

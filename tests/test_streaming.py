@@ -64,8 +64,9 @@ def test_collected_equals_streamed(engine, prompt, sampling, frames):
     assert len(chunks) > 3
 
 
-def test_stream_matches_official_generate_voice_clone(engine, prompt):
+def test_stream_matches_official_generate_voice_clone(exact_engine, prompt):
     """Same codes and audio as qwen-tts' own one-shot path (which may keep one reference sample more)."""
+    engine = exact_engine
     from qwen_tts.inference.qwen3_tts_model import VoiceClonePromptItem
 
     item = VoiceClonePromptItem(prompt.tensor("ref_code"), prompt.tensor("speaker_embedding"), False, True,
