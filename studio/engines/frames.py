@@ -205,7 +205,8 @@ class FrameEngine(Engine):
         """Steps per decoded chunk: `plan`, capped at `ahead_largest` steps with --decode-thread."""
         if not self.decode_ahead:
             return self.plan
-        return ChunkPlan(self.plan.first, self.plan.growth, min(self.plan.largest, self.ahead_largest))
+        largest = min(self.plan.largest, self.ahead_largest)
+        return ChunkPlan(min(self.plan.first, largest), self.plan.growth, largest)
 
     @property
     def busy(self) -> bool:

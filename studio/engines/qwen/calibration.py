@@ -22,7 +22,6 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from ...errors import ModelUnavailable
 from . import nbits
 from .talker import Talker
 
@@ -87,17 +86,17 @@ def measure(model, talkers: dict | None = None, threads: int = 1) -> dict[str, l
     del reference
     results: dict[str, list[float] | None] = {}
     for quantize in CANDIDATES:
+        mine: list = []
         try:
             talker = Talker(model.model, quantize, threads)
-        except (ModelUnavailable, ValueError, RuntimeError) as error:  # e.g. no onnxruntime, odd shapes
+            with torch.inference_mode():
+                for _ in talker.frames(prefill, greedy, greedy, [torch.Generator()], FRAMES, forced=codes,
+                                       on_logits=lambda g, x: mine.append((g, x))):
+                    pass
+        except Exception as error:  # noqa: BLE001 - no onnxruntime, an old one, odd shapes: this format is out
             log.warning("calibration: %s unavailable: %s", quantize, error)
             results[quantize] = None
             continue
-        mine: list = []
-        with torch.inference_mode():
-            for _ in talker.frames(prefill, greedy, greedy, [torch.Generator()], FRAMES, forced=codes,
-                                   on_logits=lambda g, x: mine.append((g, x))):
-                pass
         results[quantize] = agreement(mine, seen[:len(mine)], talker.groups)
         if talkers is not None:
             talkers[quantize] = talker

@@ -170,7 +170,8 @@ class StreamDecoder:
         conv = module.conv
         stride, kernel = conv.stride[0], conv.kernel_size[0]
         if kernel > 2 * stride or conv.groups != 1 or conv.dilation[0] != 1 or conv.padding[0] != 0:
-            raise ValueError("unsupported transposed conv")
+            raise ValueError(f"unsupported transposed conv: kernel {kernel}, stride {stride}, groups "
+                             f"{conv.groups}, dilation {conv.dilation[0]}, padding {conv.padding[0]}")
         previous = self._states.get(id(module))
         if previous is None:
             previous = x.new_zeros(x.shape[0], x.shape[1], 1)
@@ -193,7 +194,7 @@ def _columns(conv):
     import torch
 
     matrix = _prepared.get(conv)
-    if matrix is None:
+    if matrix is None or matrix.dtype != conv.weight.dtype or matrix.device != conv.weight.device:
         weight = conv.weight.detach()
         stride = conv.stride[0]
         weight = torch.nn.functional.pad(weight, (0, 2 * stride - weight.shape[-1]))

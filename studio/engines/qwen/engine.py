@@ -39,13 +39,13 @@ SPEAKER_EMBEDDING = "speaker_embedding"
 REF_CODE = "ref_code"
 
 
-def split_threads(device: str, decode_thread: bool) -> int:
-    """ONNX Runtime's threads for the grouped formats: all of PyTorch's, or, where the vocoder has a thread of
-    its own on the CPU, half the cores each (PyTorch's threads then run the vocoder), so neither waits."""
+def split_threads(cores: int, split: bool) -> int:
+    """ONNX Runtime's threads for the grouped formats: all `cores`, or, where the vocoder has a thread of its own
+    (`split`), half of them, with PyTorch (which then runs the vocoder) set to the other half, so neither waits."""
     import torch
 
-    cores = torch.get_num_threads()
-    if not decode_thread or device != "cpu" or cores < 2:
+    if not split or cores < 2:
+        torch.set_num_threads(cores)
         return cores
     torch.set_num_threads(cores // 2)
     return cores - cores // 2
@@ -61,9 +61,12 @@ class QwenEngine(FrameEngine):
     WARM_DECODERS = 8  # references whose vocoder state is kept warm
 
     def __init__(self, settings):
+        import torch
+
         super().__init__(settings)
         self._warm: OrderedDict[str, object] = OrderedDict()
         self._warm_lock = threading.Lock()
+        self._cores = torch.get_num_threads()  # the thread budget, before any split (a retried load splits anew)
 
     def status(self) -> str:
         return super().status() + self.load_note()
@@ -99,11 +102,14 @@ class QwenEngine(FrameEngine):
         if quantize not in ("none", "auto") and runtime.device != "cpu":
             raise ModelUnavailable(f"--quantize {quantize} runs on the CPU only; leave it off on a GPU.")
         fingerprint = checkpoint_fingerprint(source, model.model.config)
-        threads = split_threads(runtime.device, self.settings.decode_thread)
+        split = self.settings.decode_thread and runtime.device == "cpu" and quantize != "none"
+        threads = split_threads(self._cores, split)
         if quantize == "auto":
             choice, talker = calibration.choose(model, runtime, fingerprint, self.settings.voices_dir, threads)
         else:
             choice, talker = calibration.Choice(quantize), Talker(model.model, quantize, threads)
+        if choice.quantize == "none" and split:
+            split_threads(self._cores, False)  # auto kept full precision: PyTorch runs the loop on every core
         runtime = dataclasses.replace(runtime, weights=choice.describe())
         return model, runtime, fingerprint, talker
 

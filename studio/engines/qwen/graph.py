@@ -85,9 +85,11 @@ class GraphBuilder:
 class StackGraph:
     """`talker.Stack`'s interface (`cache`, `__call__`, `run`) over one ONNX Runtime session.
 
-    Caches are float32, as the graph computes. Rows of several parts (requests in a batch)
-    must share one buffer for `GroupQueryAttention`; when a batch's parts change, their
-    caches are copied into one and re-pointed at it (joins and leaves, not steps, pay).
+    Caches are float32 on the CPU, as the graph computes. Rows of several parts (requests in a
+    batch) must share one buffer for `GroupQueryAttention`; when a batch's parts change, their
+    caches are copied into one and re-pointed at it (joins and leaves, not steps, pay). ONNX
+    Runtime writes into the caches without Python's lock held, so calls must not overlap: the
+    engine's generation lock (one step at a time) sees to that.
     """
 
     def __init__(self, stack, weights: str = "int4", threads: int = 1, group: int | None = None):
@@ -95,8 +97,11 @@ class StackGraph:
             import onnx  # noqa: F401 - builds the graph
             import onnxruntime
         except ImportError as error:
-            raise ModelUnavailable("--quantize int4 runs on ONNX Runtime and needs the onnx and onnxruntime "
-                                   "packages: pip install -r requirements.txt, or start without it.") from error
+            raise ModelUnavailable(f"--quantize {weights} runs on ONNX Runtime and needs the onnx and onnxruntime "
+                                   "packages: pip install -r requirements.txt, or start with --quantize none."
+                                   ) from error
+        if stack.norm.device.type != "cpu":
+            raise ValueError("ONNX Runtime stacks run on the CPU")
         self.layers = len(stack.blocks)
         self.heads, self.kv_heads, self.head_dim = stack.heads, stack.kv_heads, stack.head_dim
         self.hidden = stack.norm.shape[0]
@@ -170,7 +175,7 @@ class StackGraph:
         cache = self._shared(parts)
         ends = [part.start + tokens for part in parts]
         if max(ends) > min(cache.length, MAX_POSITIONS):
-            raise ValueError(f"position {max(ends)} is past the cache ({cache.length})")
+            raise ValueError(f"{max(ends)} positions do not fit the cache ({min(cache.length, MAX_POSITIONS)})")
         counts = [_count(part.rows, rows) for part in parts]
         seqlens = np.repeat(np.array(ends, np.int32) - 1, counts)
         binding = self.session.io_binding()
@@ -188,19 +193,25 @@ class StackGraph:
         return hidden.to(x.dtype)
 
     def _shared(self, parts: list[Part]) -> Cache:
-        """One cache buffer for every row of `parts`, in their order."""
+        """One cache buffer for every row of `parts`, in their order: `GroupQueryAttention` takes one past
+        buffer for the whole batch, and keeping the pool while the parts stay the same makes steps free."""
         if len(parts) == 1:
+            self._pool, self._pooled = None, []  # nothing kept for requests that have left
             return parts[0].cache
         caches = [part.cache for part in parts]
         if len(caches) == len(self._pooled) and all(a is b for a, b in zip(caches, self._pooled)):
             return self._pool
-        rows = sum(cache.keys.shape[1] for cache in caches)
-        pool = self.cache(rows, max(cache.length for cache in caches))
         start = 0
-        for cache in caches:
-            count, length = cache.keys.shape[1], cache.length
-            pool.keys[:, start:start + count, :, :length] = cache.keys
-            pool.values[:, start:start + count, :, :length] = cache.values
+        for part in parts:
+            if part.rows.start != start or part.rows.stop != start + part.cache.keys.shape[1]:
+                raise ValueError("a batch's parts must cover its rows in order, each with its cache's rows")
+            start = part.rows.stop
+        pool = self.cache(start, max(part.cache.length for part in parts))
+        start = 0
+        for part in parts:
+            cache, count, written = part.cache, part.cache.keys.shape[1], part.start
+            pool.keys[:, start:start + count, :, :written] = cache.keys[..., :written, :]
+            pool.values[:, start:start + count, :, :written] = cache.values[..., :written, :]
             cache.keys, cache.values = pool.keys[:, start:start + count], pool.values[:, start:start + count]
             cache.length = pool.length
             start += count
@@ -214,8 +225,8 @@ def _count(rows: slice, total: int) -> int:
 
 def _bind(bind, name: str, tensor: torch.Tensor) -> None:
     """Hand ONNX Runtime a tensor's memory (in place: outputs written there, nothing copied)."""
-    if not tensor.is_contiguous():
-        raise ValueError(f"{name} must be contiguous")
+    if not tensor.is_contiguous() or tensor.dtype != torch.float32 or tensor.device.type != "cpu":
+        raise ValueError(f"{name} must be a contiguous float32 CPU tensor")
     bind(name, "cpu", 0, np.float32, list(tensor.shape), tensor.data_ptr())
 
 
