@@ -174,8 +174,8 @@ def _parser(engines: tuple[str, ...] | None = None) -> argparse.ArgumentParser:
                         "code group on a calibration line (measured once per model, kept in the voices folder), "
                         "else none; on a GPU, none")
     p.add_argument("--decode-thread", default=d.decode_thread, action="store_true",
-                   help="decode audio on a thread of its own while the next frames are made, in chunks of at most "
-                        "two frames (same samples): with --quantize int4 this is what streams faster than "
+                   help="decode audio on a thread of its own while the next frames are made, in chunks of two "
+                        "frames (same samples): with --quantize int4 this is what streams faster than "
                         "playback on a two-core CPU")
     p.add_argument("--voices-dir", default=str(d.voices_dir), help="voice library folder")
     p.add_argument("--whisper-model", default=d.whisper_model,

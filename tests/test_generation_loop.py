@@ -241,7 +241,7 @@ def test_decoding_on_its_own_thread_gives_the_same_pieces(ending_engine, ja_clip
         return push(self, codes)
 
     decoder.push = traced
-    ending_engine.ahead_largest = ending_engine.plan.largest  # the same chunks both ways, to compare samples
+    ending_engine.chunk_plan = lambda: ending_engine.plan  # the same chunks both ways, to compare samples
     try:
         for ahead in (False, True):
             ending_engine.decode_ahead = ahead
@@ -251,7 +251,7 @@ def test_decoding_on_its_own_thread_gives_the_same_pieces(ending_engine, ja_clip
                 ending_engine.decode_ahead = False
     finally:
         decoder.push = push
-        del ending_engine.ahead_largest
+        del ending_engine.chunk_plan
     assert decoded_on[True] and all(name.startswith("decode") for name in decoded_on[True])
     assert not any(name.startswith("decode") for name in decoded_on[False])
     assert len(runs[True]) == len(runs[False]) > 3
@@ -264,7 +264,8 @@ def test_decoding_on_its_own_thread_gives_the_same_pieces(ending_engine, ja_clip
         assert ending_engine.chunk_plan().largest == 2 and ending_engine.plan.largest > 2
     finally:
         ending_engine.decode_ahead = False
-    assert len(sizes) > 3 and max(sizes) <= 2
+    # two frames each, but for each take's last piece, which may be shorter
+    assert len(sizes) > 3 and max(sizes) <= 2 and sizes.count(2) >= len(sizes) - len(request.seeds)
     assert sys.getswitchinterval() <= SWITCH_SECONDS
 
 

@@ -189,7 +189,8 @@ class FrameEngine(Engine):
     plan = ChunkPlan()
     # With the vocoder on its own thread small chunks cost the frame loop nothing, and on a CPU that is barely
     # faster than playback they are what keeps a player fed: a chunk of n steps reaches the listener n - 1
-    # steps after its first sample was made.
+    # steps after its first sample was made. The first chunk is as large as the rest, so a player that starts
+    # with it holds what the next one needs (a smaller first one made the next ones due too early).
     ahead_largest = 2
     batching = False  # True: requests share one running batch (implement `new_batch` and `member`)
     decode_ahead = False  # decode audio on a thread of its own while the next steps are made (--decode-thread)
@@ -202,11 +203,11 @@ class FrameEngine(Engine):
         self.decode_ahead = settings.decode_thread
 
     def chunk_plan(self) -> ChunkPlan:
-        """Steps per decoded chunk: `plan`, capped at `ahead_largest` steps with --decode-thread."""
+        """Steps per decoded chunk: `plan`, or `ahead_largest` steps each with --decode-thread."""
         if not self.decode_ahead:
             return self.plan
         largest = min(self.plan.largest, self.ahead_largest)
-        return ChunkPlan(min(self.plan.first, largest), self.plan.growth, largest)
+        return ChunkPlan(largest, self.plan.growth, largest)
 
     @property
     def busy(self) -> bool:
