@@ -168,8 +168,8 @@ def _parser(engines: tuple[str, ...] | None = None) -> argparse.ArgumentParser:
                    help="auto: flash_attention_2 when importable on CUDA, else sdpa")
     p.add_argument("--quantize", default=d.quantize, choices=QUANTIZE,
                    help="CPU only. int8 / int4: the talker and code predictor as ONNX Runtime graphs with 8- or "
-                        "4-bit weights in groups of 128 and int8 arithmetic (about 2.6x / 3.6x faster per frame "
-                        "than none on one core); none: full precision, op by op in PyTorch; auto (default): on a "
+                        "4-bit weights in groups of 128 and int8 arithmetic (about 2.9x / 3.7x faster per frame "
+                        "than none on a two-core CPU, vocoder included); none: full precision, op by op in PyTorch; auto (default): on a "
                         "CPU, the fastest format whose top choices agree with float32's at 90%% of steps in every "
                         "code group on a calibration line (measured once per model, kept in the voices folder), "
                         "else none; on a GPU, none")

@@ -3,7 +3,7 @@
 The CPU frame loop makes about 100 layer passes per 80 ms frame (28 talker layers, then
 the 5 code-predictor layers 15 times), each some 25 small tensor operations. Run op by op
 from Python that costs about as much as the products themselves (measured here: 137 ms a
-frame with 4-bit products, 81 of them in the products). As one graph a stack pass is one
+frame with 4-bit products, 81 of them inside ONNX Runtime, in one-off profiling). As one graph a stack pass is one
 call: ONNX Runtime's `MatMulNBits` multiplies 4-bit groups with int8 dot products, and
 `GroupQueryAttention` applies the rotary positions and writes this step's keys and values
 straight into our cache (its past and present buffers are the same memory).
@@ -232,4 +232,3 @@ def _bind(bind, name: str, tensor: torch.Tensor) -> None:
 
 def _array(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().to(device="cpu", dtype=torch.float32).numpy()
-
